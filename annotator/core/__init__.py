@@ -1,0 +1,1 @@
+"""Qt-free core: project model, COCO I/O, masks, prompts, undo commands."""

@@ -1,0 +1,1 @@
+"""Checkpoint registry, discovery and download manager."""

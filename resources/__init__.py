@@ -1,0 +1,1 @@
+"""Data files shipped with Annotator: sample images, icons, default categories."""

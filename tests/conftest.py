@@ -1,0 +1,53 @@
+"""Shared fixtures. Heavy imports (torch, Qt) stay inside fixtures so core tests start fast."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+sys.path.insert(0, str(Path(__file__).parent))
+
+REPO = Path(__file__).resolve().parents[1]
+SAMPLES = REPO / "resources" / "samples"
+
+
+@pytest.fixture(autouse=True)
+def _isolated_user_dirs(tmp_path, monkeypatch):
+    """Keep every test away from the real user's cache, data and settings folders."""
+    monkeypatch.setenv("ANNOTATOR_CACHE_DIR", str(tmp_path / "user-cache"))
+    monkeypatch.setenv("ANNOTATOR_DATA_DIR", str(tmp_path / "user-data"))
+    monkeypatch.setenv("ANNOTATOR_CONFIG_DIR", str(tmp_path / "user-config"))
+    monkeypatch.delenv("SAM_CHECKPOINT", raising=False)
+
+
+@pytest.fixture(scope="session")
+def tiny_sam_config() -> dict:
+    from sam_factory import TINY_CONFIG
+
+    return dict(TINY_CONFIG)
+
+
+@pytest.fixture(scope="session")
+def tiny_sam_checkpoint(tmp_path_factory, tiny_sam_config) -> Path:
+    """A real `.pth` file (plain state dict) of a small random-weight SAM."""
+    from sam_factory import build_sam, save_checkpoint
+
+    path = tmp_path_factory.mktemp("ckpt") / "tiny_sam.pth"
+    return save_checkpoint(build_sam(**tiny_sam_config), path)
+
+
+@pytest.fixture(scope="session")
+def tiny_sam_reference(tiny_sam_checkpoint, tiny_sam_config):
+    """The same checkpoint loaded into a stock-built Sam, for comparison with SamPredictor."""
+    from sam_factory import load_reference
+
+    return load_reference(tiny_sam_checkpoint, tiny_sam_config)
+
+
+@pytest.fixture(scope="session")
+def sample_paths() -> list[Path]:
+    return sorted(p for p in SAMPLES.iterdir() if p.suffix.lower() in {".png", ".jpg"})
