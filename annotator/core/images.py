@@ -1,0 +1,116 @@
+"""Reading images of every kind people have, converted once, the same way for display and model.
+
+`load_image` returns HxWx3 uint8 RGB in the orientation the user sees (EXIF rotation applied).
+Grayscale is replicated to three channels; 16-bit and float images are stretched from their own
+min..max to 0..255 (deterministic, so the cache key of the pixels is stable); transparency is
+composited over white, as image viewers show it; palette and CMYK images are converted to RGB.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+
+from annotator.errors import UserError
+
+IMAGE_SUFFIXES = frozenset(
+    {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm", ".pbm"}
+)
+# Pillow refuses images above ~179 megapixels as possible decompression bombs; labelling aerial
+# and microscopy images needs more, but still guard against absurd headers.
+MAX_PIXELS = 600_000_000
+
+
+def _pil():
+    from PIL import Image
+
+    Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+    return Image
+
+
+def is_image_file(path: Path) -> bool:
+    return Path(path).suffix.lower() in IMAGE_SUFFIXES
+
+
+def _natural_key(name: str):
+    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", name)]
+
+
+def list_images(folder: Path) -> list[Path]:
+    """Image files directly inside `folder`, in natural order (img2 before img10)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise UserError(f"{folder} is not a folder.")
+    files = [p for p in folder.iterdir() if p.is_file() and is_image_file(p)]
+    return sorted(files, key=lambda p: _natural_key(p.name))
+
+
+def read_image_size(path: Path) -> tuple[int, int]:
+    """(width, height) as displayed (after EXIF rotation), read from the header only."""
+    Image = _pil()
+    try:
+        with Image.open(path) as im:
+            width, height = im.size
+            orientation = im.getexif().get(0x0112, 1)
+    except FileNotFoundError:
+        raise UserError(f"Image {path} does not exist.") from None
+    except Exception as exc:  # PIL raises many types for undecodable files
+        raise UserError(f"Cannot read image {path}: {exc}.") from None
+    if orientation in (5, 6, 7, 8):  # rotated by 90 or 270 degrees
+        width, height = height, width
+    return int(width), int(height)
+
+
+def load_image(path: Path) -> np.ndarray:
+    """The image at `path` as HxWx3 uint8 RGB, EXIF orientation applied."""
+    Image = _pil()
+    from PIL import ImageOps
+
+    try:
+        with Image.open(path) as im:
+            im.load()
+            im = ImageOps.exif_transpose(im)
+            return to_rgb8(im)
+    except FileNotFoundError:
+        raise UserError(f"Image {path} does not exist.") from None
+    except UserError:
+        raise
+    except Exception as exc:
+        raise UserError(f"Cannot read image {path}: {exc}.") from None
+
+
+def to_rgb8(im) -> np.ndarray:
+    """Convert a PIL image of any mode to HxWx3 uint8 RGB (see the module docstring)."""
+    mode = im.mode
+    if mode == "P":
+        im = im.convert("RGBA" if "transparency" in im.info else "RGB")
+        mode = im.mode
+    if mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
+        return _stretch_to_rgb8(np.asarray(im))
+    if mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = np.asarray(im.convert("RGBA"), dtype=np.float32)
+        alpha = rgba[..., 3:4] / 255.0
+        rgb = rgba[..., :3] * alpha + 255.0 * (1.0 - alpha)
+        return np.ascontiguousarray(np.rint(rgb).astype(np.uint8))
+    if mode != "RGB":
+        im = im.convert("RGB")
+    return np.ascontiguousarray(np.asarray(im, dtype=np.uint8))
+
+
+def _stretch_to_rgb8(values: np.ndarray) -> np.ndarray:
+    values = values.astype(np.float64)
+    if values.ndim == 3:  # multi-channel high bit depth (rare via PIL): use the first three
+        values = values[..., :3]
+    finite = np.isfinite(values)
+    if not finite.any():
+        gray = np.zeros(values.shape[:2], np.uint8)
+    else:
+        lo, hi = float(values[finite].min()), float(values[finite].max())
+        scale = 255.0 / (hi - lo) if hi > lo else 0.0
+        values = np.where(finite, values, lo)
+        gray = np.rint((values - lo) * scale).astype(np.uint8)
+    if gray.ndim == 2:
+        gray = np.repeat(gray[..., None], 3, axis=2)
+    return np.ascontiguousarray(gray)
