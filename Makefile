@@ -23,7 +23,7 @@ test: install
 	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q $(PYTEST_ARGS)
 
 bench: install
-	$(PY) bench/run_all.py
+	$(PY) bench/run_all.py $(BENCH)
 
 lint: install
 	$(VENV)/bin/ruff check annotator tests bench
