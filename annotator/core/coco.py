@@ -1,0 +1,635 @@
+"""The project file: one COCO JSON, read from ours and from other tools, written only by us.
+
+What we write:
+- `images` (id, file_name relative to the project's folder, width, height), `categories` (id,
+  name, supercategory), `annotations` (id, image_id, category_id, segmentation as compressed RLE
+  made by pycocotools, area, bbox [x, y, w, h], iscrowd): what pycocotools, CVAT, Label Studio,
+  FiftyOne, Roboflow, detectron2 and mmdetection read.
+- Ours alone sits under one key, "annotator": {"format_version", "image_root", "categories":
+  {id: {"color"}}, "images": {id: {"done"}}}; other tools ignore it.
+- Everything else is kept: top-level keys (info, licenses, ...), unknown keys of images,
+  categories and annotations, ids exactly as read.
+
+Lossless for foreign files (the decision): an annotation whose segmentation we decoded from
+polygons or uncompressed RLE, or whose area/bbox are written differently from ours (float area,
+integer bbox), keeps those raw values (`Annotation.original`) and is written back exactly as read
+while its mask is unchanged (relabelling keeps them); annotations the person created or re-drew
+are written as compressed RLE. Missing area, bbox or iscrowd are added (computed from the mask).
+Annotations that cannot be decoded (bad or no segmentation, unknown image or category, corrupt
+RLE counts) are reported in the LoadReport and written back verbatim (`Project.undecodable`).
+Structural faults (not JSON, wrong types of ids, duplicate ids) raise UserError naming the place.
+
+Speed: compressed RLE is kept as text, never decoded on load; its counts are checked in one
+vectorised pass for foreign files only (our own are checked when decoded and by `validate`).
+
+Saving is atomic (`annotator.core.atomic`) and keeps the previous version as `<name>.bak`; a
+failed save raises UserError and leaves the last good file byte for byte. A failed load never
+writes anything.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from annotator.core.atomic import atomic_write_bytes
+from annotator.core.project import (
+    Annotation,
+    Category,
+    ImageRecord,
+    Project,
+    ProjectEvent,
+    _relative_name,
+    palette_color,
+    relink_images,
+)
+from annotator.errors import UserError
+
+__all__ = [
+    "FORMAT_VERSION",
+    "OUR_KEY",
+    "LoadReport",
+    "load_project",
+    "open_folder",
+    "parse_document",
+    "project_document",
+    "relink_images",
+    "save_project",
+    "serialize_document",
+]
+
+FORMAT_VERSION = 1
+OUR_KEY = "annotator"
+# Where other tools put the images relative to their JSON, tried in order when the file names do
+# not resolve next to the JSON: CVAT (annotations/ beside images/), FiftyOne (data/), others.
+IMAGE_ROOT_GUESSES = (
+    "",
+    "images",
+    "data",
+    "../images",
+    "../images/default",
+    "images/default",
+    "..",
+)
+_ANNOTATION_KEYS = ("id", "image_id", "category_id", "segmentation", "area", "bbox", "iscrowd")
+_IMAGE_KEYS = ("id", "file_name", "width", "height")
+_CATEGORY_KEYS = ("id", "name", "supercategory")
+_ANNOTATION_KEY_SET = frozenset(_ANNOTATION_KEYS)
+_NUMBER_TYPES = frozenset({int, float})
+_FLOAT_ONLY = {float}
+
+
+@dataclass
+class LoadReport:
+    """What a load found that the person should know; nothing in it was dropped.
+
+    undecodable: (annotation id or None, reason) of annotations kept verbatim but not shown.
+    missing_images: images whose file is not where the project says (annotations kept).
+    warnings: other findings, one plain sentence each.
+    """
+
+    undecodable: list[tuple[object, str]] = field(default_factory=list)
+    missing_images: list[ImageRecord] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    added_images: list[ImageRecord] = field(default_factory=list)  # by open_folder: unsaved
+
+    def is_clean(self) -> bool:
+        return not (self.undecodable or self.missing_images or self.warnings or self.added_images)
+
+    def messages(self) -> list[str]:
+        """The report as sentences for a dialog or the terminal."""
+        lines = []
+        if self.undecodable:
+            ids = ", ".join(str(i) for i, _ in self.undecodable[:20])
+            more = "" if len(self.undecodable) <= 20 else f" and {len(self.undecodable) - 20} more"
+            reasons = sorted({reason for _, reason in self.undecodable})[:3]
+            lines.append(
+                f"{len(self.undecodable)} annotation(s) could not be decoded (ids {ids}{more}): "
+                f"{'; '.join(reasons)}. They are kept and written back unchanged."
+            )
+        if self.missing_images:
+            names = ", ".join(r.file_name for r in self.missing_images[:10])
+            more = (
+                ""
+                if len(self.missing_images) <= 10
+                else f" and {len(self.missing_images) - 10} more"
+            )
+            lines.append(
+                f"{len(self.missing_images)} image(s) not found ({names}{more}); their annotations "
+                "are kept: use Relink folder to find them."
+            )
+        if self.added_images:
+            lines.append(
+                f"{len(self.added_images)} new image(s) found in the folder were added to the project."
+            )
+        return lines + self.warnings
+
+
+def open_folder(folder: Path, project_name: str = "annotations.json") -> tuple[Project, LoadReport]:
+    """The project of a folder of images: its project file when there is one, with the images
+    added to the folder since (`LoadReport.added_images`, not saved yet), else a new project.
+    Images whose header cannot be read are left out and named in the report's warnings."""
+    from annotator.core.images import list_images, read_image_size
+
+    folder = Path(folder).absolute()
+    path = folder / project_name
+    if not path.exists():
+        project = Project.from_folder(folder, project_name)
+        return project, LoadReport(warnings=list(project.unreadable_images))
+    project, report = load_project(path)
+    known = {os.path.normcase(project.image_path(r).resolve()) for r in project.images}
+    for image_path in list_images(folder):
+        if os.path.normcase(image_path.resolve()) in known:
+            continue
+        try:
+            width, height = read_image_size(image_path)
+        except UserError as exc:
+            report.warnings.append(str(exc))
+            continue
+        record = ImageRecord(
+            project.next_image_id(),
+            _relative_name(image_path, project.image_folder()),
+            width,
+            height,
+        )
+        project.add_image(record, notify=False)
+        report.added_images.append(record)
+    return project, report
+
+
+# ----------------------------------------------------------------------------------------- load
+def read_document(path: Path) -> dict:
+    """The JSON object in `path`; UserError naming the problem and its place otherwise."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise UserError(f"Project file {path} does not exist.") from None
+    except IsADirectoryError:
+        raise UserError(f"{path} is a folder, not a project file.") from None
+    except OSError as exc:
+        raise UserError(f"Cannot read {path}: {exc.strerror or exc}.") from None
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise UserError(f"{path} is not UTF-8 text (byte {exc.start}).") from None
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError as exc:
+        hint = " (the file looks truncated)" if exc.pos >= len(text.rstrip()) else ""
+        raise UserError(
+            f"{path} is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}{hint}."
+        ) from None
+    if not isinstance(document, dict):
+        raise UserError(
+            f"{path} is not a COCO file: the top level is a {_type(document)}, not an object."
+        )
+    return document
+
+
+def load_project(path: Path) -> tuple[Project, LoadReport]:
+    """Read a project (ours or another tool's COCO file). Raises UserError for a file that cannot
+    be a project (unreadable, wrong structure, duplicate ids); never writes anything."""
+    path = Path(path).absolute()
+    return parse_document(read_document(path), path)
+
+
+def parse_document(document: dict, path: Path) -> tuple[Project, LoadReport]:
+    """Build the Project of a parsed COCO document that lives at `path`."""
+    where = Path(path).name
+    ours = document.get(OUR_KEY)
+    if ours is not None and not isinstance(ours, dict):
+        raise UserError(f'{where}: "{OUR_KEY}" must be an object, found a {_type(ours)}.')
+    ours = ours or {}
+    version = ours.get("format_version", FORMAT_VERSION)
+    if not _is_int(version):
+        raise UserError(f'{where}: "{OUR_KEY}.format_version" must be an integer.')
+    if version > FORMAT_VERSION:
+        raise UserError(
+            f"{where} was written by a newer Annotator (format {version}); this one reads format "
+            f"{FORMAT_VERSION}: please update."
+        )
+    for key in ("images", "categories", "annotations"):
+        if key in document and not isinstance(document[key], list):
+            raise UserError(f'{where}: "{key}" must be a list, found a {_type(document[key])}.')
+    if "images" not in document:
+        raise UserError(f'{where} is not a COCO file: it has no "images" list.')
+
+    project = Project(path)
+    project.extra = {
+        k: v
+        for k, v in document.items()
+        if k not in ("images", "categories", "annotations", OUR_KEY)
+    }
+    report = LoadReport()
+    _read_images(project, document["images"], ours, where)
+    project.image_root = guess_image_root(project, project.images, ours)
+    _read_categories(project, document.get("categories", []), ours, where)
+    _read_annotations(
+        project, document.get("annotations", []), bool(document.get(OUR_KEY)), report, where
+    )
+    report.missing_images = [r for r in project.images if not project.image_path(r).is_file()]
+    project.changes = 0
+    return project, report
+
+
+def _read_images(project: Project, entries: list, ours: dict, where: str) -> None:
+    done = ours.get("images", {}) if isinstance(ours.get("images"), dict) else {}
+    first_seen: dict[int, int] = {}
+    for index, entry in enumerate(entries):
+        place = f"{where}: images[{index}]"
+        if not isinstance(entry, dict):
+            raise UserError(f"{place} must be an object, found a {_type(entry)}.")
+        image_id = entry.get("id")
+        if not _is_int(image_id):
+            raise UserError(f'{place} has no integer "id" (found {_short(image_id)}).')
+        if image_id in first_seen:
+            raise UserError(
+                f"{place} repeats image id {image_id} of images[{first_seen[image_id]}]."
+            )
+        first_seen[image_id] = index
+        file_name = entry.get("file_name")
+        if not isinstance(file_name, str) or not file_name:
+            raise UserError(
+                f'{place} (id {image_id}) has no "file_name" text (found {_short(file_name)}).'
+            )
+        width, height = entry.get("width"), entry.get("height")
+        if width is None or height is None:
+            width, height = _size_from_file(project, file_name, f"{place} (id {image_id})")
+        elif not (_is_int(width) and _is_int(height) and width > 0 and height > 0):
+            raise UserError(
+                f"{place} (id {image_id}): width and height must be positive integers "
+                f"(found {_short(width)} and {_short(height)})."
+            )
+        flags = done.get(str(image_id), {})
+        extra = {k: v for k, v in entry.items() if k not in _IMAGE_KEYS}
+        record = ImageRecord(
+            image_id, file_name, int(width), int(height), bool(flags.get("done", False)), extra
+        )
+        project.add_image(record, notify=False)
+
+
+def _size_from_file(project: Project, file_name: str, place: str) -> tuple[int, int]:
+    from annotator.core.images import read_image_size
+
+    probe = ImageRecord(0, file_name, 1, 1)
+    for root in IMAGE_ROOT_GUESSES:
+        project.image_root = root
+        path = project.image_path(probe)
+        if path.is_file():
+            project.image_root = ""
+            try:
+                return read_image_size(path)
+            except UserError as exc:
+                raise UserError(f"{place} has no width/height and {exc}") from None
+    project.image_root = ""
+    raise UserError(f"{place} has no width/height and its image {file_name} cannot be found.")
+
+
+def guess_image_root(project: Project, records: list[ImageRecord], ours: dict) -> str:
+    """The folder (relative to the project's) where relative file names resolve: ours as saved,
+    else the guess among IMAGE_ROOT_GUESSES that finds the most of the first 50 images."""
+    root = ours.get("image_root")
+    if isinstance(root, str):
+        return root
+    sample = [r for r in records if not Path(r.file_name).is_absolute()][:50]
+    saved = project.image_root
+    best, best_hits = "", 0
+    for root in IMAGE_ROOT_GUESSES if sample else ():
+        project.image_root = root
+        hits = sum(project.image_path(r).is_file() for r in sample)
+        if hits > best_hits:
+            best, best_hits = root, hits
+        if hits == len(sample):
+            break
+    project.image_root = saved
+    return best
+
+
+def _read_categories(project: Project, entries: list, ours: dict, where: str) -> None:
+    colors = ours.get("categories", {}) if isinstance(ours.get("categories"), dict) else {}
+    first_seen: dict[int, int] = {}
+    for index, entry in enumerate(entries):
+        place = f"{where}: categories[{index}]"
+        if not isinstance(entry, dict):
+            raise UserError(f"{place} must be an object, found a {_type(entry)}.")
+        category_id = entry.get("id")
+        if not _is_int(category_id):
+            raise UserError(f'{place} has no integer "id" (found {_short(category_id)}).')
+        if category_id in first_seen:
+            raise UserError(
+                f"{place} repeats category id {category_id} of categories[{first_seen[category_id]}]."
+            )
+        first_seen[category_id] = index
+        name = entry.get("name")
+        if not isinstance(name, str):
+            raise UserError(
+                f'{place} (id {category_id}) has no "name" text (found {_short(name)}).'
+            )
+        supercategory = entry.get("supercategory", "")
+        if not isinstance(supercategory, str):
+            supercategory = str(supercategory)
+        color = _color(colors.get(str(category_id), {}).get("color")) or palette_color(index)
+        extra = {k: v for k, v in entry.items() if k not in _CATEGORY_KEYS}
+        project.insert_category(
+            Category(category_id, name, color, supercategory, extra), notify=False
+        )
+
+
+def _color(value) -> tuple[int, int, int] | None:
+    if (
+        isinstance(value, list)
+        and len(value) == 3
+        and all(_is_int(v) and 0 <= v <= 255 for v in value)
+    ):
+        return (value[0], value[1], value[2])
+    return None
+
+
+def _read_annotations(
+    project: Project, entries: list, ours: bool, report: LoadReport, where: str
+) -> None:
+    """Compressed RLE is taken as it is (no mask decoded; in foreign files its counts are checked
+    in one vectorised pass); polygons and uncompressed RLE are converted. Area and bbox are
+    computed, in one pycocotools call, only where missing."""
+    from annotator.core.masks import rle_strings_valid, segmentation_to_rle
+
+    first_seen: dict[int, int] = {}
+    accepted: list[tuple[int, dict, dict]] = []  # (index, entry, compressed RLE)
+    rejected: list[tuple[int, dict, str]] = []  # (index, entry, reason)
+    for index, entry in enumerate(entries):
+        _check_annotation_fields(entry, index, first_seen, where)
+        reason = _check_geometry_types(entry) or _unusable_reason(project, entry)
+        if reason is not None:
+            rejected.append((index, entry, reason))
+            continue
+        image = project.image(entry["image_id"])
+        segmentation = entry["segmentation"]
+        if _is_canonical_rle(segmentation, image):
+            accepted.append((index, entry, segmentation))
+            continue
+        try:
+            accepted.append(
+                (index, entry, segmentation_to_rle(segmentation, image.height, image.width))
+            )
+        except ValueError as exc:
+            rejected.append((index, entry, str(exc)))
+    if not ours:
+        # Our own files hold what pycocotools wrote; Annotation.mask() and `annotator validate`
+        # still check every string before decoding it.
+        direct = [item for item in accepted if item[2] is item[1]["segmentation"]]
+        pixels = [rle["size"][0] * rle["size"][1] for _, _, rle in direct]
+        valid = rle_strings_valid([rle["counts"] for _, _, rle in direct], pixels)
+        corrupt = {index for (index, _, _), ok in zip(direct, valid, strict=True) if not ok}
+        if corrupt:
+            reason = "compressed RLE counts are corrupt (runs do not cover the image)"
+            rejected += [(i, e, reason) for i, e, _ in accepted if i in corrupt]
+            accepted = [item for item in accepted if item[0] not in corrupt]
+    for _, entry, reason in sorted(rejected, key=lambda item: item[0]):
+        project.undecodable.append(entry)
+        report.undecodable.append((entry["id"], reason))
+    missing = [rle for _, entry, rle in accepted if "area" not in entry or "bbox" not in entry]
+    computed = iter(_compute_geometry(missing))
+    for _, entry, rle in accepted:
+        area, bbox = entry.get("area"), entry.get("bbox")
+        if area is None or bbox is None:
+            our_area, our_bbox = next(computed)
+            area = our_area if area is None else area
+            bbox = our_bbox if bbox is None else bbox
+        project.insert_annotation(_annotation(entry, rle, area, bbox), notify=False)
+
+
+def _check_annotation_fields(entry, index: int, first_seen: dict[int, int], where: str) -> None:
+    """Raise UserError, naming the place, when an annotation cannot even be indexed."""
+    place = f"{where}: annotations[{index}]"
+    if not isinstance(entry, dict):
+        raise UserError(f"{place} must be an object, found a {_type(entry)}.")
+    annotation_id = entry.get("id")
+    if type(annotation_id) is not int:
+        raise UserError(f'{place} has no integer "id" (found {_short(annotation_id)}).')
+    if annotation_id in first_seen:
+        raise UserError(
+            f"{place} repeats annotation id {annotation_id} of annotations[{first_seen[annotation_id]}]."
+        )
+    first_seen[annotation_id] = index
+    for key in ("image_id", "category_id"):
+        if type(entry.get(key)) is not int:
+            raise UserError(
+                f'{place} (id {annotation_id}) has no integer "{key}" (found {_short(entry.get(key))}).'
+            )
+    iscrowd = entry.get("iscrowd", 0)
+    if type(iscrowd) is not int or iscrowd not in (0, 1):
+        raise UserError(
+            f'{place} (id {annotation_id}): "iscrowd" must be 0 or 1 (found {_short(iscrowd)}).'
+        )
+
+
+def _annotation(entry: dict, rle: dict, area, bbox) -> Annotation:
+    """The Annotation of a file entry; raw values that differ from what we would write are kept
+    in `original` so that the entry is written back as read while its mask is unchanged."""
+    our_area = int(round(area))
+    our_bbox = tuple(map(float, bbox))
+    original = {}
+    if rle is not entry["segmentation"]:
+        original["segmentation"] = entry["segmentation"]
+    if "area" in entry and not (type(entry["area"]) is int and entry["area"] == our_area):
+        original["area"] = entry["area"]
+    if "bbox" in entry and set(map(type, entry["bbox"])) != _FLOAT_ONLY:
+        original["bbox"] = entry["bbox"]
+    if entry.keys() <= _ANNOTATION_KEY_SET:  # the common case: nothing foreign
+        extra = {}
+    else:
+        extra = {k: v for k, v in entry.items() if k not in _ANNOTATION_KEY_SET}
+    return Annotation(
+        entry["id"], entry["image_id"], entry["category_id"], rle, our_area, our_bbox,
+        entry.get("iscrowd", 0), extra, original or None,
+    )  # fmt: skip
+
+
+def _check_geometry_types(entry: dict) -> str | None:
+    if "area" in entry and type(entry["area"]) not in _NUMBER_TYPES:
+        return f'"area" is a {_type(entry["area"])}, not a number'
+    bbox = entry.get("bbox")
+    if "bbox" in entry and not (
+        type(bbox) is list and len(bbox) == 4 and set(map(type, bbox)) <= _NUMBER_TYPES
+    ):
+        return '"bbox" is not a list of 4 numbers'
+    return None
+
+
+def _unusable_reason(project: Project, entry: dict) -> str | None:
+    if not project.has_image(entry["image_id"]):
+        return f"image {entry['image_id']} does not exist"
+    if not project.has_category(entry["category_id"]):
+        return f"category {entry['category_id']} does not exist"
+    segmentation = entry.get("segmentation")
+    if segmentation is None or segmentation == []:
+        return "no segmentation (box only)"
+    return None
+
+
+def _is_canonical_rle(segmentation, image: ImageRecord) -> bool:
+    """Compressed RLE with text counts sized like the image: kept as it is (not decoded)."""
+    return (
+        isinstance(segmentation, dict)
+        and isinstance(segmentation.get("counts"), str)
+        and segmentation.get("size") == [image.height, image.width]
+        and len(segmentation) == 2
+    )
+
+
+def _compute_geometry(rles: list[dict]) -> list[tuple[int, list[float]]]:
+    if not rles:
+        return []
+    from pycocotools import mask as mask_utils
+
+    areas = mask_utils.area(rles)
+    boxes = mask_utils.toBbox(rles)
+    return [(int(a), [float(v) for v in b]) for a, b in zip(areas, boxes, strict=True)]
+
+
+# ----------------------------------------------------------------------------------------- save
+def project_document(project: Project, folder: Path | None = None) -> dict:
+    """The COCO document of `project` as it would be saved in `folder` (default: its own folder).
+
+    Relative image file names are rebased when `folder` differs, so they still find the images.
+    """
+    own_folder = project.path.parent if project.path is not None else None
+    rebase = folder is not None and (own_folder is None or Path(folder).absolute() != own_folder)
+    image_root = "" if rebase else project.image_root
+    document = dict(project.extra)
+    document["images"] = [
+        _image_entry(project, r, Path(folder).absolute() if rebase else None)
+        for r in project.images
+    ]
+    document["categories"] = [_category_entry(c) for c in project.categories]
+    annotations = [_annotation_entry(a) for a in project.all_annotations()]
+    annotations.extend(project.undecodable)
+    document["annotations"] = annotations
+    document[OUR_KEY] = {
+        "format_version": FORMAT_VERSION,
+        **({"image_root": image_root} if image_root else {}),
+        "categories": {str(c.id): {"color": list(c.color)} for c in project.categories},
+        "images": {str(r.id): {"done": True} for r in project.images if r.done},
+    }
+    return document
+
+
+def _image_entry(project: Project, record: ImageRecord, new_folder: Path | None) -> dict:
+    file_name = record.file_name
+    if new_folder is not None and not Path(file_name).is_absolute():
+        file_name = _relative_name(project.image_path(record), new_folder)
+    return {
+        "id": record.id,
+        "file_name": file_name,
+        "width": record.width,
+        "height": record.height,
+        **record.extra,
+    }
+
+
+def _category_entry(category: Category) -> dict:
+    return {
+        "id": category.id,
+        "name": category.name,
+        "supercategory": category.supercategory,
+        **category.extra,
+    }
+
+
+def _annotation_entry(annotation: Annotation) -> dict:
+    entry = {
+        "id": annotation.id,
+        "image_id": annotation.image_id,
+        "category_id": annotation.category_id,
+        "segmentation": annotation.rle,
+        "area": annotation.area,
+        "bbox": list(annotation.bbox),
+        "iscrowd": annotation.iscrowd,
+    }
+    if annotation.original:
+        entry.update(annotation.original)
+    if annotation.extra:
+        entry.update(annotation.extra)
+    return entry
+
+
+def serialize_document(document: dict) -> bytes:
+    """UTF-8 JSON with one list item per line: compact and fast (C encoder), readable, diffable."""
+    dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+    parts = []
+    for key, value in document.items():
+        if isinstance(value, list) and value:
+            body = "[\n" + ",\n".join(dumps(item) for item in value) + "\n]"
+        else:
+            body = dumps(value)
+        parts.append(f"{dumps(key)}: {body}")
+    return ("{\n" + ",\n".join(parts) + "\n}\n").encode("utf-8")
+
+
+def save_project(project: Project, path: Path | None = None) -> Path:
+    """Write the project (the one writer of project files): atomic, previous version kept as
+    `<name>.bak`. With `path`, save there (Save As) and make it the project's path.
+
+    Raises UserError (the last saved file intact) when the write fails.
+    """
+    target = Path(path).absolute() if path is not None else project.path
+    if target is None:
+        raise UserError("The project has no file yet: choose where to save it.")
+    document = project_document(project, target.parent)
+    data = serialize_document(document)
+    try:
+        atomic_write_bytes(target, data, backup=True)
+    except OSError as exc:
+        reason = exc.strerror or str(exc) or type(exc).__name__
+        raise UserError(
+            f"Could not save {target}: {reason}. The last saved version is intact."
+        ) from None
+    if target != project.path:
+        _adopt_location(project, target, document)
+    return target
+
+
+def _adopt_location(project: Project, target: Path, document: dict) -> None:
+    """After a Save As: the project lives at `target`, with the file names just written."""
+    changed = []
+    for record, entry in zip(list(project.images), document["images"], strict=True):
+        if entry["file_name"] != record.file_name:
+            project.replace_image(
+                ImageRecord(
+                    record.id,
+                    entry["file_name"],
+                    record.width,
+                    record.height,
+                    record.done,
+                    record.extra,
+                ),
+                notify=False,
+            )
+            changed.append(record.id)
+    project.path = target
+    project.image_root = document[OUR_KEY].get("image_root", "")
+    if changed:
+        project.notify(ProjectEvent("images", tuple(changed)))
+
+
+# ----------------------------------------------------------------------------------------- util
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _type(value) -> str:
+    return {dict: "object", list: "list", str: "text", bool: "boolean", type(None): "null"}.get(
+        type(value), "number" if _is_number(value) else type(value).__name__
+    )
+
+
+def _short(value) -> str:
+    text = json.dumps(value, ensure_ascii=False, default=str)
+    return text if len(text) <= 40 else text[:37] + "..."

@@ -1,0 +1,229 @@
+"""Check a project file and list every problem (`annotator validate PROJECT`).
+
+Unlike loading, which stops at the first structural error, validation reads the raw JSON and goes
+on: missing or unreadable images, image sizes that differ from the file, masks out of the image's
+bounds or undecodable, duplicate ids, annotations pointing at images or categories that do not
+exist. A file that is not JSON, or not a COCO object at all, raises UserError.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from annotator.core.coco import OUR_KEY, guess_image_root, read_document
+from annotator.core.project import ImageRecord, Project
+from annotator.errors import UserError
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One problem: where (e.g. "annotations[12] (id 40)") and what, in a sentence."""
+
+    where: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.where}: {self.message}"
+
+
+def validate_project(path: Path, check_image_files: bool = True) -> list[Problem]:
+    """Every problem of the project file at `path` (empty when it is sound)."""
+    path = Path(path).absolute()
+    document = read_document(path)
+    for key in ("images", "categories", "annotations"):
+        if key in document and not isinstance(document[key], list):
+            raise UserError(
+                f'{path.name}: "{key}" must be a list, found {type(document[key]).__name__}.'
+            )
+    if "images" not in document:
+        raise UserError(f'{path.name} is not a COCO file: it has no "images" list.')
+    problems: list[Problem] = []
+    images = _check_images(document["images"], problems)
+    categories = _check_categories(document.get("categories", []), problems)
+    _check_annotations(document.get("annotations", []), images, categories, problems)
+    if check_image_files:
+        _check_image_files(path, document, images, problems)
+    return problems
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _check_ids(entries: list, kind: str, problems: list[Problem]) -> dict[int, tuple[int, dict]]:
+    """{id: (index, entry)} of the well-formed entries; problems for the others and duplicates."""
+    seen: dict[int, tuple[int, dict]] = {}
+    for index, entry in enumerate(entries):
+        where = f"{kind}[{index}]"
+        if not isinstance(entry, dict):
+            problems.append(Problem(where, f"is a {type(entry).__name__}, not an object"))
+            continue
+        entry_id = entry.get("id")
+        if not _is_int(entry_id):
+            problems.append(Problem(where, f'has no integer "id" (found {entry_id!r})'))
+            continue
+        if entry_id in seen:
+            problems.append(
+                Problem(
+                    f"{where} (id {entry_id})", f"repeats the id of {kind}[{seen[entry_id][0]}]"
+                )
+            )
+            continue
+        seen[entry_id] = (index, entry)
+    return seen
+
+
+def _check_images(entries: list, problems: list[Problem]) -> dict[int, tuple[int, dict]]:
+    images = _check_ids(entries, "images", problems)
+    for image_id, (index, entry) in list(images.items()):
+        where = f"images[{index}] (id {image_id})"
+        if not isinstance(entry.get("file_name"), str) or not entry["file_name"]:
+            problems.append(Problem(where, 'has no "file_name"'))
+        width, height = entry.get("width"), entry.get("height")
+        if not (_is_int(width) and _is_int(height) and width > 0 and height > 0):
+            problems.append(
+                Problem(
+                    where,
+                    f"width and height must be positive integers (found {width!r}, {height!r})",
+                )
+            )
+            del images[image_id]  # its masks cannot be checked against a size
+    return images
+
+
+def _check_categories(entries: list, problems: list[Problem]) -> dict[int, tuple[int, dict]]:
+    categories = _check_ids(entries, "categories", problems)
+    for category_id, (index, entry) in categories.items():
+        if not isinstance(entry.get("name"), str):
+            problems.append(
+                Problem(f"categories[{index}] (id {category_id})", 'has no "name" text')
+            )
+    return categories
+
+
+def _check_annotations(
+    entries: list, images: dict, categories: dict, problems: list[Problem]
+) -> None:
+    from annotator.core.masks import rle_strings_valid, segmentation_to_rle
+
+    annotations = _check_ids(entries, "annotations", problems)
+    compressed: list[tuple[str, str, int]] = []  # (where, counts, pixels): checked in one batch
+    for annotation_id, (index, entry) in annotations.items():
+        where = f"annotations[{index}] (id {annotation_id})"
+        image_id, category_id = entry.get("image_id"), entry.get("category_id")
+        if not _is_int(category_id) or category_id not in categories:
+            problems.append(
+                Problem(where, f"refers to category {category_id!r}, which does not exist")
+            )
+        if entry.get("iscrowd", 0) not in (0, 1) or isinstance(entry.get("iscrowd"), bool):
+            problems.append(
+                Problem(where, f'"iscrowd" must be 0 or 1 (found {entry.get("iscrowd")!r})')
+            )
+        if not _is_int(image_id) or image_id not in images:
+            problems.append(Problem(where, f"refers to image {image_id!r}, which does not exist"))
+            continue
+        image = images[image_id][1]
+        width, height = image["width"], image["height"]
+        _check_box_and_area(entry, width, height, where, problems)
+        segmentation = entry.get("segmentation")
+        if segmentation is None or segmentation == []:
+            problems.append(Problem(where, "has no segmentation"))
+            continue
+        if isinstance(segmentation, dict) and isinstance(segmentation.get("counts"), str):
+            size = segmentation.get("size")
+            if size != [height, width]:
+                problems.append(
+                    Problem(
+                        where, f"mask size {size!r} is out of bounds of the image {height}x{width}"
+                    )
+                )
+            else:
+                compressed.append((where, segmentation["counts"], height * width))
+            continue
+        if isinstance(segmentation, list):
+            _check_polygon_bounds(segmentation, width, height, where, problems)
+        try:
+            segmentation_to_rle(segmentation, height, width)
+        except ValueError as exc:
+            problems.append(Problem(where, f"segmentation cannot be decoded: {exc}"))
+    if compressed:
+        valid = rle_strings_valid([c for _, c, _ in compressed], [p for _, _, p in compressed])
+        for (where, _, _), ok in zip(compressed, valid, strict=True):
+            if not ok:
+                problems.append(
+                    Problem(where, "compressed RLE is corrupt: its runs do not cover the image")
+                )
+
+
+def _check_box_and_area(
+    entry: dict, width: int, height: int, where: str, problems: list[Problem]
+) -> None:
+    bbox = entry.get("bbox")
+    if bbox is not None:
+        if not (isinstance(bbox, list) and len(bbox) == 4 and all(_is_number(v) for v in bbox)):
+            problems.append(
+                Problem(where, f'"bbox" must be 4 numbers [x, y, w, h] (found {bbox!r})')
+            )
+        else:
+            x, y, w, h = bbox
+            if (
+                w < 0
+                or h < 0
+                or x < -0.5
+                or y < -0.5
+                or x + w > width + 0.5
+                or y + h > height + 0.5
+            ):
+                problems.append(
+                    Problem(where, f"bbox {bbox} is out of bounds of the image {width}x{height}")
+                )
+    area = entry.get("area")
+    if area is not None and (not _is_number(area) or area < 0):
+        problems.append(Problem(where, f'"area" must be a non-negative number (found {area!r})'))
+
+
+def _check_polygon_bounds(
+    polygons: list, width: int, height: int, where: str, problems: list[Problem]
+) -> None:
+    values = [v for part in polygons if isinstance(part, list) for v in part if _is_number(v)]
+    xs, ys = values[0::2], values[1::2]
+    if xs and (min(xs) < -0.5 or max(xs) > width + 0.5 or min(ys) < -0.5 or max(ys) > height + 0.5):
+        problems.append(
+            Problem(where, f"polygon points lie out of bounds of the image {width}x{height}")
+        )
+
+
+def _check_image_files(path: Path, document: dict, images: dict, problems: list[Problem]) -> None:
+    from annotator.core.images import read_image_size
+
+    project = Project(path)
+    ours = document.get(OUR_KEY) if isinstance(document.get(OUR_KEY), dict) else {}
+    records = {
+        image_id: ImageRecord(image_id, entry["file_name"], entry["width"], entry["height"])
+        for image_id, (_, entry) in images.items()
+        if isinstance(entry.get("file_name"), str) and entry["file_name"]
+    }
+    project.image_root = guess_image_root(project, list(records.values()), ours)
+    for image_id, record in records.items():
+        where = f"images[{images[image_id][0]}] (id {image_id})"
+        file = project.image_path(record)
+        if not file.is_file():
+            problems.append(Problem(where, f"image file {record.file_name} is missing"))
+            continue
+        try:
+            size = read_image_size(file)
+        except UserError as exc:
+            problems.append(Problem(where, f"image file cannot be decoded: {exc}"))
+            continue
+        if size != (record.width, record.height):
+            problems.append(
+                Problem(
+                    where,
+                    f"the file is {size[0]}x{size[1]} but the project says {record.width}x{record.height}",
+                )
+            )
