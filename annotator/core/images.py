@@ -57,7 +57,7 @@ def read_image_size(path: Path) -> tuple[int, int]:
     except FileNotFoundError:
         raise UserError(f"Image {path} does not exist.") from None
     except Exception as exc:  # PIL raises many types for undecodable files
-        raise UserError(f"Cannot read image {path}: {exc}.") from None
+        raise UserError(f"Cannot read image {path}: {_reason(exc)}.") from None
     if orientation in (5, 6, 7, 8):  # rotated by 90 or 270 degrees
         width, height = height, width
     return int(width), int(height)
@@ -78,7 +78,13 @@ def load_image(path: Path) -> np.ndarray:
     except UserError:
         raise
     except Exception as exc:
-        raise UserError(f"Cannot read image {path}: {exc}.") from None
+        raise UserError(f"Cannot read image {path}: {_reason(exc)}.") from None
+
+
+def _reason(exc: Exception) -> str:
+    """The exception's message on one line, without a trailing period (it ends our sentence)."""
+    text = " ".join(str(exc).split()).rstrip(".")
+    return text or type(exc).__name__
 
 
 def to_rgb8(im) -> np.ndarray:

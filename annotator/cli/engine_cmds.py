@@ -1,0 +1,280 @@
+"""`annotator segment | info | embed`: the segmentation engines from a terminal, without Qt.
+
+annotator segment IMAGE --checkpoint CKPT --point 120,80 [--negative X,Y] [--box X0,Y0,X1,Y1]
+                  [--multimask] [--no-cache] --out MASK.png
+annotator info CKPT                      # the architecture found in a checkpoint
+annotator embed FOLDER --checkpoint CKPT # fill the embedding cache for a folder (resumable)
+
+Coordinates are pixels of the image as displayed (EXIF rotation applied), X to the right, Y down.
+Every bad input becomes a UserError: one line on stderr, exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+from annotator.errors import UserError
+
+MODEL_TYPE_CHOICES = ("auto", "vit_b", "vit_l", "vit_h")
+
+
+def register(subparsers) -> None:
+    segment = subparsers.add_parser(
+        "segment",
+        help="segment one image from points and/or a box, write the mask as a PNG",
+        description="Segment one image with SAM (or the classic GrabCut engine without a "
+        "checkpoint) and write the mask as a 0/255 PNG at the image's size.",
+    )
+    segment.add_argument("image", type=Path, metavar="IMAGE")
+    _add_model_arguments(segment, required=False)
+    segment.add_argument(
+        "--point", action="append", default=[], metavar="X,Y", help="foreground point (repeat)"
+    )
+    segment.add_argument(
+        "--negative", action="append", default=[], metavar="X,Y", help="background point (repeat)"
+    )
+    segment.add_argument("--box", metavar="X0,Y0,X1,Y1", help="box around the object")
+    segment.add_argument(
+        "--multimask", action="store_true", help="predict three masks and keep the best-scoring"
+    )
+    segment.add_argument("--no-cache", action="store_true", help="do not use the embedding cache")
+    segment.add_argument("--out", type=Path, required=True, metavar="MASK.png")
+    segment.set_defaults(func=_segment)
+
+    info = subparsers.add_parser(
+        "info",
+        help="print the SAM architecture of a checkpoint",
+        description="Inspect a SAM checkpoint.",
+    )
+    info.add_argument("checkpoint", type=Path, metavar="CKPT")
+    info.set_defaults(func=_info)
+
+    embed = subparsers.add_parser(
+        "embed",
+        help="compute the SAM embeddings of every image in a folder into the cache",
+        description="Fill the embedding cache for every image in FOLDER, with a progress bar. "
+        "Images already cached are skipped, so an interrupted run picks up where it stopped.",
+    )
+    embed.add_argument("folder", type=Path, metavar="FOLDER")
+    _add_model_arguments(embed, required=True)
+    embed.add_argument(
+        "--cache-gb", type=float, default=2.0, help="size bound of the cache in GB (default 2)"
+    )
+    embed.set_defaults(func=_embed)
+
+    for parser in (segment, info, embed):
+        _errors_are_user_errors(parser)
+
+
+def _add_model_arguments(parser: argparse.ArgumentParser, required: bool) -> None:
+    default = None if required else os.environ.get("SAM_CHECKPOINT") or None
+    parser.add_argument(
+        "--checkpoint",
+        type=Path,
+        required=required,
+        default=default,
+        metavar="CKPT",
+        help="SAM checkpoint (.pth)"
+        + ("" if required else "; without one the classic GrabCut engine is used"),
+    )
+    parser.add_argument("--model-type", default="auto", help="auto, vit_b, vit_l or vit_h")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+
+
+def _errors_are_user_errors(parser: argparse.ArgumentParser) -> None:
+    """argparse prints usage and exits on bad arguments; make it one line and exit 2 like the rest."""
+
+    def error(message: str):
+        raise UserError(f"{message} (see: annotator {parser.prog.split()[-1]} --help).")
+
+    parser.error = error
+
+
+# -- argument parsing ------------------------------------------------------------------------
+
+
+def parse_numbers(text: str, count: int, what: str) -> list[float]:
+    """'12,34.5' -> [12.0, 34.5]; UserError unless exactly `count` finite numbers."""
+    import math
+
+    parts = [part.strip() for part in str(text).split(",")]
+    try:
+        values = [float(part) for part in parts]
+    except ValueError:
+        values = []
+    if len(values) != count or not all(math.isfinite(v) for v in values):
+        shape = ",".join(("X", "Y") if count == 2 else ("X0", "Y0", "X1", "Y1"))
+        raise UserError(f"Bad {what} {text!r}: expected {shape} in pixels.")
+    return values
+
+
+def _prompts_from_args(args, width: int, height: int):
+    """Prompts from --point/--negative/--box, checked against the image size (W, H)."""
+    import numpy as np
+
+    from annotator.engines.base import Prompts
+
+    points, labels = [], []
+    for texts, label, what in ((args.point, 1, "point"), (args.negative, 0, "negative point")):
+        for text in texts:
+            x, y = parse_numbers(text, 2, what)
+            if not (0 <= x < width and 0 <= y < height):
+                raise UserError(f"The {what} {x:g},{y:g} lies outside the {width}x{height} image.")
+            points.append((x, y))
+            labels.append(label)
+    box = None
+    if args.box is not None:
+        x0, y0, x1, y1 = parse_numbers(args.box, 4, "box")
+        if not (x0 < x1 and y0 < y1):
+            raise UserError(f"Bad box {args.box!r}: X0 must be below X1 and Y0 below Y1.")
+        if x0 < 0 or y0 < 0 or x1 > width or y1 > height:
+            raise UserError(f"The box {args.box} reaches outside the {width}x{height} image.")
+        box = np.array([x0, y0, x1, y1], np.float32)
+    if not points and box is None:
+        raise UserError("Give at least one --point or a --box.")
+    return Prompts(
+        points=np.array(points, np.float32).reshape(-1, 2),
+        labels=np.array(labels, np.int32),
+        box=box,
+        multimask=bool(args.multimask),
+    )
+
+
+def _check_out_path(path: Path) -> Path:
+    path = Path(path).expanduser()
+    if path.suffix.lower() != ".png":
+        raise UserError(f"The mask is written as PNG: name it *.png, not {path.name}.")
+    if not path.parent.is_dir():
+        raise UserError(f"The folder {path.parent} does not exist.")
+    if path.is_dir():
+        raise UserError(f"{path} is a folder.")
+    return path
+
+
+# -- engines -------------------------------------------------------------------------------
+
+
+def _load_engine(args):
+    """SamEngine for --checkpoint, or the classic engine when there is none."""
+    if args.model_type not in MODEL_TYPE_CHOICES:
+        raise UserError(
+            f"Unknown model type {args.model_type!r}: use {', '.join(MODEL_TYPE_CHOICES)}."
+        )
+    if args.checkpoint is None:
+        from annotator.engines.classic import ClassicEngine
+
+        print("annotator: no --checkpoint: using the classic GrabCut engine.", file=sys.stderr)
+        return ClassicEngine()
+    checkpoint = Path(args.checkpoint).expanduser()
+    if not checkpoint.is_file():
+        raise UserError(f"Checkpoint {checkpoint} does not exist.")
+    from annotator.engines.sam import load_sam
+
+    return load_sam(checkpoint, model_type=args.model_type, device=args.device)
+
+
+def _write_mask_png(mask, path: Path) -> None:
+    """HxW bool -> 8-bit grayscale PNG of 0/255, written atomically."""
+    import numpy as np
+    from PIL import Image
+
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            Image.fromarray(np.where(mask, 255, 0).astype(np.uint8), mode="L").save(out, "PNG")
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise UserError(f"Cannot write {path}: {exc.strerror or exc}.") from None
+
+
+# -- commands ------------------------------------------------------------------------------
+
+
+def _segment(args) -> int:
+    from annotator.core.images import load_image, read_image_size
+
+    width, height = read_image_size(args.image)  # cheap: bad input fails before the model loads
+    prompts = _prompts_from_args(args, width, height)
+    out = _check_out_path(args.out)
+    image = load_image(args.image)
+    engine = _load_engine(args)
+    if args.no_cache:
+        embedding = engine.encode(image)
+    else:
+        from annotator.engines.cache import EmbeddingCache
+
+        embedding, _ = EmbeddingCache().encode_cached(engine, image)
+    prediction = engine.decode(embedding, prompts)
+    best = prediction.best_index()
+    _write_mask_png(prediction.masks[best], out)
+    area = int(prediction.masks[best].sum())
+    print(f"{out}: {area} px, score {float(prediction.scores[best]):.3f} ({engine.name})")
+    return 0
+
+
+def _info(args) -> int:
+    from annotator.engines.sam import inspect_checkpoint
+
+    architecture = inspect_checkpoint(Path(args.checkpoint).expanduser())
+    print(architecture.describe())
+    return 0
+
+
+def _embed(args) -> int:
+    from tqdm import tqdm
+
+    from annotator.core.images import list_images, load_image
+    from annotator.engines.cache import EmbeddingCache
+
+    if args.checkpoint is None:
+        raise UserError("embed needs --checkpoint.")
+    if not args.cache_gb > 0:
+        raise UserError("--cache-gb must be a positive number.")
+    images = list_images(args.folder)
+    if not images:
+        raise UserError(f"{args.folder} holds no images.")
+    engine = _load_engine(args)
+    cache = EmbeddingCache(max_bytes=int(args.cache_gb * 1024**3))
+    encoded = cached = 0
+    unreadable: list[str] = []
+    warned = False
+    with tqdm(images, desc="embedding", unit="image", file=sys.stderr) as bar:
+        for path in bar:
+            try:
+                image = load_image(path)
+            except UserError as exc:
+                unreadable.append(path.name)
+                bar.write(f"annotator: skipped: {exc}", file=sys.stderr)
+                continue
+            if cache.contains(image, engine.fingerprint):
+                cached += 1
+            else:
+                entry = cache.put(image, engine.encode(image))
+                encoded += 1
+                if entry is not None and not warned:
+                    warned = _warn_if_too_small(cache, entry, len(images), bar)
+            bar.set_postfix(encoded=encoded, cached=cached)
+    print(
+        f"{encoded} encoded, {cached} already cached, {len(unreadable)} unreadable "
+        f"({engine.name}); cache: {cache.root}"
+    )
+    return 1 if unreadable else 0
+
+
+def _warn_if_too_small(cache, entry: Path, count: int, bar) -> bool:
+    needed = entry.stat().st_size * count
+    if needed <= cache.max_bytes:
+        return False
+    bar.write(
+        f"annotator: {count} embeddings need about {needed / 1024**3:.1f} GB but the cache holds "
+        f"{cache.max_bytes / 1024**3:.1f} GB: the oldest will be evicted (see --cache-gb).",
+        file=sys.stderr,
+    )
+    return True

@@ -1,0 +1,207 @@
+"""Image embeddings on disk, so an image is encoded once per model, ever.
+
+An entry is keyed by the image's pixels (as `core.images.load_image` returns them), the engine's
+model fingerprint and `PREPROCESS_VERSION`; it is one uncompressed .npz file (features 4 MB for
+SAM). The folder is bounded in size: each `put` evicts the least recently used entries (by file
+modification time, refreshed on every hit) until the total is under `max_bytes`.
+
+Several processes (the app, `annotator embed`) may share the folder: entries are written under a
+temporary name and renamed into place, so a reader sees a whole file or none; a file that cannot be
+read or does not describe the image asked for is deleted and reported as a miss, never raised.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from annotator.engines.base import Embedding
+
+# Bump when the pixels -> model-input preprocessing changes for every engine: old entries then
+# stop matching (and age out by LRU).
+PREPROCESS_VERSION = 1
+DEFAULT_MAX_BYTES = 2 * 1024**3
+ENTRY_SUFFIX = ".npz"
+_TMP_SUFFIX = ".tmp"
+_STALE_TMP_SECONDS = 3600  # a temp file this old was left by a crashed writer
+
+
+def image_key(image: np.ndarray, fingerprint: str) -> str:
+    """Hex blake2b of the pixels, their shape and dtype, the model fingerprint and the version."""
+    digest = hashlib.blake2b(digest_size=20)
+    digest.update(f"v{PREPROCESS_VERSION}|{fingerprint}|{image.shape}|{image.dtype.str}|".encode())
+    digest.update(memoryview(np.ascontiguousarray(image)).cast("B"))
+    return digest.hexdigest()
+
+
+class EmbeddingCache:
+    """A folder of embeddings, bounded to `max_bytes` with least-recently-used eviction."""
+
+    def __init__(self, root: Path | None = None, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
+        if root is None:
+            from annotator import paths
+
+            root = paths.cache_dir() / "embeddings"
+        self.root = Path(root)
+        self.max_bytes = int(max_bytes)
+
+    def key(self, image: np.ndarray, fingerprint: str) -> str:
+        return image_key(image, fingerprint)
+
+    def path_for(self, key: str) -> Path:
+        return self.root / f"{key}{ENTRY_SUFFIX}"
+
+    # -- reading ----------------------------------------------------------------------------
+
+    def get(self, image: np.ndarray, fingerprint: str) -> Embedding | None:
+        """The cached embedding of `image` (HxWx3 uint8) for the model `fingerprint`, or None."""
+        return self.get_by_key(self.key(image, fingerprint), fingerprint, image.shape[:2])
+
+    def get_by_key(
+        self, key: str, fingerprint: str, original_size: tuple[int, int] | None = None
+    ) -> Embedding | None:
+        path = self.path_for(key)
+        try:
+            embedding = _read_entry(path)
+        except FileNotFoundError:
+            return None
+        except Exception:  # truncated, not an npz, missing fields: not ours any more
+            _remove(path)
+            return None
+        if embedding.fingerprint != fingerprint or (
+            original_size is not None and embedding.original_size != tuple(original_size)
+        ):
+            _remove(path)  # a foreign entry under our name
+            return None
+        _touch(path)
+        return embedding
+
+    def contains(self, image: np.ndarray, fingerprint: str) -> bool:
+        """Whether an entry exists (without reading or validating it)."""
+        return self.path_for(self.key(image, fingerprint)).is_file()
+
+    # -- writing ----------------------------------------------------------------------------
+
+    def put(self, image: np.ndarray, embedding: Embedding) -> Path | None:
+        """Store `embedding` of `image`; returns the entry's path (None if it cannot be cached).
+
+        Features that are not a numeric numpy array (an engine's private object) are not cached.
+        Write errors (disk full, read-only folder) are swallowed: the cache is an optimisation.
+        """
+        features = embedding.features
+        if not isinstance(features, np.ndarray) or features.dtype == object:
+            return None
+        path = self.path_for(self.key(image, embedding.fingerprint))
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            _write_entry(path, embedding)
+        except OSError:
+            return None
+        self.evict()
+        return path if path.exists() else None
+
+    def evict(self) -> int:
+        """Delete least recently used entries until the folder holds at most max_bytes.
+
+        Returns the number of entries deleted. Also removes temp files of crashed writers.
+        """
+        entries = []
+        now = time.time()
+        try:
+            scan = list(os.scandir(self.root))
+        except OSError:
+            return 0
+        for item in scan:
+            try:
+                stat = item.stat()
+            except OSError:  # deleted by another process meanwhile
+                continue
+            if item.name.endswith(_TMP_SUFFIX):
+                if now - stat.st_mtime > _STALE_TMP_SECONDS:
+                    _remove(Path(item.path))
+            elif item.name.endswith(ENTRY_SUFFIX):
+                entries.append((stat.st_mtime_ns, stat.st_size, Path(item.path)))
+        total = sum(size for _, size, _ in entries)
+        removed = 0
+        for _, size, path in sorted(entries, key=lambda e: e[0]):
+            if total <= self.max_bytes:
+                break
+            _remove(path)
+            total -= size
+            removed += 1
+        return removed
+
+    def total_bytes(self) -> int:
+        if not self.root.is_dir():
+            return 0
+        return sum(p.stat().st_size for p in self.root.glob(f"*{ENTRY_SUFFIX}"))
+
+    # -- the one call engines' users need ---------------------------------------------------
+
+    def encode_cached(self, engine, image: np.ndarray) -> tuple[Embedding, bool]:
+        """(embedding of `image` by `engine`, True if it came from the cache).
+
+        Engines whose `cacheable` attribute is False (the classic engine) are not cached.
+        """
+        if not getattr(engine, "cacheable", True):
+            return engine.encode(image), False
+        cached = self.get(image, engine.fingerprint)
+        if cached is not None:
+            return cached, True
+        embedding = engine.encode(image)
+        self.put(image, embedding)
+        return embedding, False
+
+
+def _write_entry(path: Path, embedding: Embedding) -> None:
+    # No fsync: after a power cut a torn entry is detected on read and recomputed.
+    fd, tmp_name = tempfile.mkstemp(prefix=path.stem + ".", suffix=_TMP_SUFFIX, dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            np.savez(
+                out,
+                features=np.ascontiguousarray(embedding.features),
+                original_size=np.asarray(embedding.original_size, np.int64),
+                input_size=np.asarray(embedding.input_size, np.int64),
+                fingerprint=np.asarray(embedding.fingerprint),
+                version=np.asarray(PREPROCESS_VERSION, np.int64),
+            )
+        os.replace(tmp_name, path)
+    except BaseException:
+        _remove(Path(tmp_name))
+        raise
+
+
+def _read_entry(path: Path) -> Embedding:
+    with open(path, "rb") as handle, np.load(handle, allow_pickle=False) as data:
+        if int(data["version"]) != PREPROCESS_VERSION:
+            raise ValueError("entry of another preprocessing version")
+        original_size = tuple(int(v) for v in data["original_size"])
+        input_size = tuple(int(v) for v in data["input_size"])
+        if len(original_size) != 2 or len(input_size) != 2:
+            raise ValueError("malformed sizes")
+        return Embedding(
+            original_size=original_size,
+            input_size=input_size,
+            features=data["features"],
+            fingerprint=str(data["fingerprint"]),
+        )
+
+
+def _touch(path: Path) -> None:
+    try:
+        os.utime(path)
+    except OSError:
+        pass
+
+
+def _remove(path: Path) -> None:
+    try:
+        path.unlink()
+    except OSError:  # already gone (another process), or held open on Windows
+        pass

@@ -1,0 +1,144 @@
+"""Every command of the window as a QAction, declared once; the F1 sheet is built from them.
+
+`ACTIONS` is the single table of names, labels, shortcuts and sections. `build_actions` makes
+the QActions; the window connects their `triggered` signals. `ShortcutSheet` lists the QActions
+the window actually has (their current shortcuts), so it cannot drift from the key bindings.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QAction, QKeySequence
+from PySide6.QtWidgets import QDialog, QDialogButtonBox, QTextBrowser, QVBoxLayout, QWidget
+
+SHEET_TEXT = "sheet_text"  # QAction property: the label without the undo text appended
+SECTION = "section"
+
+
+@dataclass(frozen=True)
+class ActionSpec:
+    name: str
+    text: str
+    shortcuts: tuple[str, ...]
+    section: str
+    tip: str = ""
+    checkable: bool = False
+
+
+ACTIONS: tuple[ActionSpec, ...] = (
+    ActionSpec("open", "&Open…", ("Ctrl+O",), "File", "Open a project file, a folder or an image"),
+    ActionSpec(
+        "open_folder", "Open &Folder…", ("Ctrl+Shift+O",), "File", "Open a folder of images"
+    ),
+    ActionSpec("save", "&Save", ("Ctrl+S",), "File", "Save the project"),
+    ActionSpec("save_as", "Save &As…", ("Ctrl+Shift+S",), "File", "Save the project elsewhere"),
+    ActionSpec("choose_model", "Choose &Model…", ("Ctrl+M",), "File", "Load a SAM checkpoint"),
+    ActionSpec("quit", "&Quit", ("Ctrl+Q",), "File"),
+    ActionSpec("undo", "&Undo", ("Ctrl+Z",), "Edit"),
+    ActionSpec("redo", "&Redo", ("Ctrl+Shift+Z", "Ctrl+Y"), "Edit"),
+    ActionSpec(
+        "accept", "&Accept Mask", ("Return", "Enter"), "Prompts", "Save the mask as an annotation"
+    ),
+    ActionSpec(
+        "cycle_candidate", "Next &Candidate", ("Tab",), "Prompts", "Show SAM's next candidate mask"
+    ),
+    ActionSpec(
+        "remove_prompt",
+        "Remove Last &Prompt",
+        ("Backspace",),
+        "Prompts",
+        "Restore the mask before it",
+    ),
+    ActionSpec("clear_prompts", "C&lear Prompts", ("Esc",), "Prompts"),
+    ActionSpec(
+        "segment_everything",
+        "Segment &Everything",
+        ("Ctrl+E",),
+        "Prompts",
+        "Propose masks for the whole image",
+    ),
+    ActionSpec("delete_annotations", "&Delete Annotation", ("Delete",), "Annotations"),
+    ActionSpec("toggle_done", "Mark Image &Done", ("Ctrl+D",), "Annotations", "", True),
+    ActionSpec("add_category", "Add &Label…", ("Ctrl+L",), "Labels"),
+    ActionSpec("next_image", "&Next Image", ("N", "PgDown"), "Navigate"),
+    ActionSpec("previous_image", "&Previous Image", ("P", "PgUp"), "Navigate"),
+    ActionSpec("fit", "&Fit to Window", ("F",), "View"),
+    ActionSpec("zoom_in", "Zoom &In", ("Ctrl++", "Ctrl+="), "View"),
+    ActionSpec("zoom_out", "Zoom &Out", ("Ctrl+-",), "View"),
+    ActionSpec("hide_overlays", "&Hide Overlays", ("H",), "View", "", True),
+    ActionSpec("shortcuts", "&Keyboard Shortcuts", ("F1",), "Help"),
+    ActionSpec("about", "&About Annotator", (), "Help"),
+) + tuple(
+    ActionSpec(f"category_{n}", f"Label {n}", (str(n),), "Labels", f"Use label {n}")
+    for n in range(1, 10)
+)
+
+
+def build_actions(parent: QWidget) -> dict[str, QAction]:
+    """QActions for `ACTIONS`, added to `parent` so their shortcuts work anywhere in the window."""
+    actions: dict[str, QAction] = {}
+    for spec in ACTIONS:
+        action = QAction(spec.text, parent)
+        action.setObjectName(spec.name)
+        action.setShortcuts([QKeySequence(s) for s in spec.shortcuts])
+        action.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
+        action.setCheckable(spec.checkable)
+        label = spec.text.replace("&", "").rstrip("…")
+        action.setProperty(SHEET_TEXT, label)
+        action.setIconText(label)  # toolbar text stays short when the undo text is appended
+        action.setProperty(SECTION, spec.section)
+        if spec.tip:
+            action.setStatusTip(spec.tip)
+            action.setToolTip(f"{spec.tip} ({spec.shortcuts[0]})" if spec.shortcuts else spec.tip)
+        parent.addAction(action)
+        actions[spec.name] = action
+    return actions
+
+
+def sheet_rows(actions: dict[str, QAction]) -> list[tuple[str, str, str]]:
+    """(section, label, keys) of every action with a shortcut, in declaration order."""
+    rows = []
+    for action in actions.values():
+        keys = [s.toString(QKeySequence.SequenceFormat.NativeText) for s in action.shortcuts()]
+        if keys:
+            rows.append(
+                (action.property(SECTION) or "", action.property(SHEET_TEXT), " or ".join(keys))
+            )
+    return rows
+
+
+def sheet_html(actions: dict[str, QAction], gestures=()) -> str:
+    rows = sheet_rows(actions)
+    html = ["<style>td{padding:2px 14px 2px 0} h3{margin:10px 0 4px 0}</style>"]
+    section = None
+    for row_section, label, keys in rows:
+        if row_section != section:
+            if section is not None:
+                html.append("</table>")
+            html.append(f"<h3>{row_section}</h3><table>")
+            section = row_section
+        html.append(f"<tr><td><b>{keys}</b></td><td>{label}</td></tr>")
+    html.append("</table>")
+    if gestures:
+        html.append("<h3>Mouse</h3><table>")
+        html += [f"<tr><td><b>{g}</b></td><td>{what}</td></tr>" for g, what in gestures]
+        html.append("</table>")
+    return "".join(html)
+
+
+class ShortcutSheet(QDialog):
+    """F1: every shortcut of the window's actions, grouped by section."""
+
+    def __init__(self, actions: dict[str, QAction], gestures=(), parent=None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Keyboard Shortcuts")
+        self.resize(520, 640)
+        self.browser = QTextBrowser(self)
+        self.browser.setHtml(sheet_html(actions, gestures))
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close, self)
+        buttons.rejected.connect(self.reject)
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.browser)
+        layout.addWidget(buttons)

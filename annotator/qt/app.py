@@ -1,0 +1,210 @@
+"""Start the window: `annotator [PATH] [--checkpoint CKPT] [--model-type auto] [--device auto]`.
+
+Start-up order keeps the first frame fast: Qt and the project come first, the window shows, and
+only then (next event-loop turn) the worker thread starts and loads the engine, importing torch
+there. So the window appears before torch is imported, and the import's GIL hitch happens while
+the person is still looking at the first image, not while labelling.
+
+PATH: a folder of images (opens `annotations.json` inside it if present, else a new project saved
+there), one image (the `annotations.json` beside it if it lists the image, else a new project of
+that image saved there), or a project .json. No PATH: the bundled samples, as a project whose file
+lives in the user data folder (`samples-project/annotations.json`), because the samples folder may
+be read-only in an installed package; its image file names are relative paths to the samples
+(absolute when on another drive).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from annotator.errors import UserError
+
+PROJECT_NAME = "annotations.json"
+
+
+def samples_folder() -> Path:
+    from importlib.resources import files
+
+    return Path(str(files("annotator.resources") / "samples"))
+
+
+def samples_project_path() -> Path:
+    from annotator import paths
+
+    return paths.data_dir() / "samples-project" / PROJECT_NAME
+
+
+def open_project(path: Path | None):
+    """(Project, messages for the person) for a folder, an image, a project file, or None."""
+    from annotator.core.coco import load_project, open_folder
+    from annotator.core.images import is_image_file, list_images
+    from annotator.core.project import Project
+
+    messages: list[str] = []
+    if path is None:
+        project_path = samples_project_path()
+        if project_path.is_file():
+            project, report = load_project(project_path)
+            return project, report.messages()
+        project_path.parent.mkdir(parents=True, exist_ok=True)
+        project = Project.from_images(list_images(samples_folder()), project_path)
+        return project, list(project.unreadable_images)
+    path = Path(path).expanduser().absolute()
+    if not path.exists():
+        raise UserError(f"{path} does not exist.")
+    if path.is_dir():
+        project, report = open_folder(path, PROJECT_NAME)
+        if not project.images:
+            messages.append(f"{path} has no images.")
+        return project, messages + report.messages()
+    if path.suffix.lower() == ".json":
+        project, report = load_project(path)
+        return project, report.messages()
+    if is_image_file(path):
+        existing = path.parent / PROJECT_NAME
+        if existing.is_file():
+            project, report = load_project(existing)
+            if any(project.image_path(r).resolve() == path.resolve() for r in project.images):
+                return project, report.messages()
+        project = Project.from_images([path], path.parent / PROJECT_NAME)
+        return project, list(project.unreadable_images)
+    raise UserError(f"{path.name} is neither a folder, an image nor a project .json file.")
+
+
+def _apply_style(app) -> None:
+    """A calm dark Fusion theme: images read better on a dark surround."""
+    from PySide6.QtGui import QColor, QPalette
+
+    app.setStyle("Fusion")
+    palette = QPalette()
+    base, window, text = QColor(30, 31, 34), QColor(43, 45, 49), QColor(222, 224, 228)
+    highlight = QColor(53, 116, 240)
+    for role, color in (
+        (QPalette.ColorRole.Window, window),
+        (QPalette.ColorRole.WindowText, text),
+        (QPalette.ColorRole.Base, base),
+        (QPalette.ColorRole.AlternateBase, QColor(36, 37, 41)),
+        (QPalette.ColorRole.ToolTipBase, window),
+        (QPalette.ColorRole.ToolTipText, text),
+        (QPalette.ColorRole.Text, text),
+        (QPalette.ColorRole.Button, QColor(50, 52, 57)),
+        (QPalette.ColorRole.ButtonText, text),
+        (QPalette.ColorRole.Highlight, highlight),
+        (QPalette.ColorRole.HighlightedText, QColor(255, 255, 255)),
+        (QPalette.ColorRole.PlaceholderText, QColor(130, 132, 138)),
+    ):
+        palette.setColor(role, color)
+    palette.setColor(QPalette.ColorGroup.Disabled, QPalette.ColorRole.Text, QColor(110, 112, 118))
+    palette.setColor(
+        QPalette.ColorGroup.Disabled, QPalette.ColorRole.ButtonText, QColor(110, 112, 118)
+    )
+    app.setPalette(palette)
+    app.setStyleSheet(
+        "QLabel#panelTitle { font-weight: 600; color: #aeb4bf; padding: 2px 0 4px 2px;"
+        " text-transform: uppercase; letter-spacing: 1px; font-size: 11px; }"
+        "QLabel#panelNote { color: #8b909a; font-size: 11px; }"
+        "QToolBar { border: none; spacing: 4px; padding: 3px; }"
+        "QStatusBar QLabel { padding: 0 8px; color: #c5c8ce; }"
+        "QTreeWidget, QListWidget { border: 1px solid #3a3c42; border-radius: 3px; }"
+        "QProgressBar { border: 1px solid #3a3c42; border-radius: 3px; background: #26272b; }"
+        "QProgressBar::chunk { background: #3574f0; border-radius: 2px; }"
+    )
+
+
+def engine_spec_from(args, settings):
+    from annotator.qt.inference import EngineSpec
+
+    checkpoint = getattr(args, "checkpoint", None) or settings.checkpoint or None
+    device = getattr(args, "device", "auto") or "auto"
+    if device == "auto":  # not given on the command line: the one chosen last time
+        device = settings.device
+    if checkpoint and not Path(checkpoint).expanduser().is_file():
+        if getattr(args, "checkpoint", None):
+            raise UserError(f"Checkpoint {checkpoint} does not exist.")
+        checkpoint = None  # a remembered checkpoint that was moved: fall back to classic
+    return EngineSpec(checkpoint, getattr(args, "model_type", "auto") or "auto", device)
+
+
+def run_app(args) -> int:
+    """Open the window for `args` (path, checkpoint, model_type, device); returns the exit status."""
+    from PySide6.QtCore import QTimer
+    from PySide6.QtWidgets import QApplication
+
+    from annotator.qt.main_window import MainWindow
+    from annotator.qt.settings import Settings
+
+    app = QApplication.instance() or QApplication(sys.argv[:1])
+    app.setApplicationName("Annotator")
+    app.setOrganizationName("Annotator")
+    _apply_style(app)
+    from annotator.qt.about import app_icon
+
+    app.setWindowIcon(app_icon())
+    settings = Settings()
+    path = Path(args.path) if getattr(args, "path", None) else None
+    project, messages = open_project(path)
+    needs_model = not getattr(args, "checkpoint", None) and not settings.checkpoint
+    if needs_model:
+        needs_model = not _found_checkpoint(settings)
+    spec = engine_spec_from(args, settings)
+    if getattr(args, "checkpoint", None):
+        settings.checkpoint = str(Path(args.checkpoint).expanduser().absolute())
+    if getattr(args, "device", "auto") not in (None, "auto"):
+        settings.device = args.device
+    window = MainWindow(project, spec, settings)
+    from annotator.qt.crash import install_excepthook
+
+    # An unexpected error autosaves first, then shows a copyable report; the app keeps running.
+    crash_handler = install_excepthook(lambda: window.autosave(force=True), lambda: window)
+    window.show()
+    if needs_model and not settings.model_choice_made and not os.environ.get("ANNOTATOR_BENCH_SHOWN"):
+        QTimer.singleShot(0, lambda: _first_run_dialog(window, settings))
+    QTimer.singleShot(0, window.start_inference)
+    QTimer.singleShot(0, window.offer_autosave)
+    if messages:
+        from PySide6.QtWidgets import QMessageBox
+
+        QTimer.singleShot(
+            0, lambda: QMessageBox.information(window, "Opened with notes", "\n\n".join(messages))
+        )
+    if os.environ.get("ANNOTATOR_BENCH_SHOWN"):  # bench/bench_gui.py: time to a visible window
+        QTimer.singleShot(0, lambda: _report_shown(window))
+    try:
+        return app.exec()
+    finally:
+        crash_handler.uninstall()
+
+
+def _found_checkpoint(settings) -> bool:
+    """No checkpoint configured: take one from `$SAM_CHECKPOINT` or the data folder if there is."""
+    from annotator.qt.first_run import startup_checkpoint
+
+    found = startup_checkpoint(None, None, ask=False)
+    if found is not None:
+        settings.checkpoint = str(found)
+    return found is not None
+
+
+def _first_run_dialog(window, settings) -> None:
+    """Ask once, over the visible window (the classic engine already works behind it).
+
+    Declining is remembered, so the dialog does not return at every start; Ctrl+M (Choose Model)
+    opens it again.
+    """
+    from annotator.qt.first_run import FirstRunDialog
+
+    chosen = FirstRunDialog.get_checkpoint(window)
+    settings.model_choice_made = True
+    if chosen is not None:
+        window.use_checkpoint(str(chosen))
+
+
+def _report_shown(window) -> None:
+    """Print when the first frame is up (and whether torch was loaded by then), then close."""
+    from PySide6.QtCore import QTimer
+
+    window.repaint()  # the first frame is painted synchronously before we report it
+    print(f"annotator-shown torch={'torch' in sys.modules}", flush=True)
+    QTimer.singleShot(200, window.close)

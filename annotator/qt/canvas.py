@@ -1,0 +1,364 @@
+"""The image canvas: shows the image, masks and prompts; turns mouse gestures into prompt signals.
+
+It never calls a model and holds no project: the window gives it pixels, overlay items and prompt
+geometry, and listens to `point_added`, `box_drawn` and `cursor_moved`, all in image coordinates.
+
+Coordinates: image coordinates are (X, Y) float pixels of the original image with pixel centres
+at integers (segment_anything's frame): pixel (i, j) covers [j - 0.5, j + 0.5] x [i - 0.5, i + 0.5].
+`image_to_widget` / `widget_to_image` are the one place that maps between the two frames.
+
+Painting draws only the visible part of the image, from the pyramid level nearest the screen's
+resolution, and blits cached overlay images; nothing is recomputed in `paintEvent`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from PySide6.QtCore import QPointF, QRectF, Qt, Signal
+from PySide6.QtGui import QColor, QImage, QMouseEvent, QPainter, QPen, QWheelEvent
+from PySide6.QtWidgets import QSizePolicy, QWidget
+
+from annotator.qt.image_loader import DisplayImage
+from annotator.qt.overlay import OverlayItem, render_overlay
+
+CLICK_TOLERANCE = 4  # screen pixels: a press and release closer than this is a click, not a box
+MIN_ZOOM, MAX_ZOOM = 0.005, 64.0
+WHEEL_STEP = 1.25  # zoom factor per wheel notch
+
+# Mouse gestures, for the shortcut sheet (keys are QActions and list themselves).
+GESTURES = (
+    ("Left click", "Add a foreground point"),
+    ("Right click", "Add a background point"),
+    ("Left drag", "Draw a box"),
+    ("Wheel", "Zoom about the cursor"),
+    ("Middle drag / Space + drag", "Pan"),
+)
+
+FOREGROUND = QColor(46, 204, 113)
+BACKGROUND = QColor(231, 76, 60)
+BOX_COLOR = QColor(255, 200, 0)
+
+
+class Canvas(QWidget):
+    point_added = Signal(float, float, bool)  # x, y (image pixels), positive
+    box_drawn = Signal(float, float, float, float)  # x0, y0, x1, y1 (image pixels)
+    cursor_moved = Signal(float, float)  # image pixels; NaN when the cursor leaves the image
+    view_changed = Signal(float)  # zoom: screen pixels per image pixel
+
+    def __init__(self, parent=None) -> None:
+        super().__init__(parent)
+        self.setMouseTracking(True)
+        self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
+        self.setAttribute(Qt.WidgetAttribute.WA_OpaquePaintEvent)
+        self.setMinimumSize(200, 150)
+        self.image: DisplayImage | None = None
+        self.scale = 1.0  # screen pixels per image pixel
+        self.offset = QPointF(0.0, 0.0)  # widget position of the image's top-left corner
+        self._fit_pending = True
+        self.opacity = 0.45
+        self.overlays_visible = True
+        self._items: list[OverlayItem] = []
+        self._overlay: tuple[QImage, int] | None = None
+        self._live_mask: np.ndarray | None = None
+        self._live_color = (255, 255, 255)
+        self._live: tuple[QImage, int] | None = None
+        self._points = np.zeros((0, 2), np.float32)
+        self._labels = np.zeros((0,), np.int32)
+        self._box: np.ndarray | None = None
+        self._press: QPointF | None = None  # left button press position (widget)
+        self._drag_now: QPointF | None = None
+        self._pan_from: QPointF | None = None
+        self._space_down = False
+        self.message = ""  # shown centred when there is no image
+
+    # ------------------------------------------------------------------ mapping (the one place)
+    def image_to_widget(self, x: float, y: float) -> QPointF:
+        """Widget position of image coordinate (x, y) (pixel centres at integers)."""
+        return QPointF(
+            self.offset.x() + (x + 0.5) * self.scale, self.offset.y() + (y + 0.5) * self.scale
+        )
+
+    def widget_to_image(self, point: QPointF) -> tuple[float, float]:
+        """Image coordinate (x, y) under widget position `point`."""
+        return (
+            (point.x() - self.offset.x()) / self.scale - 0.5,
+            (point.y() - self.offset.y()) / self.scale - 0.5,
+        )
+
+    def _image_rect(self) -> QRectF:
+        """The whole image's rectangle in widget coordinates."""
+        return QRectF(
+            self.offset.x(),
+            self.offset.y(),
+            self.image.width * self.scale,
+            self.image.height * self.scale,
+        )
+
+    def _inside(self, x: float, y: float) -> bool:
+        return (
+            self.image is not None
+            and -0.5 <= x < self.image.width - 0.5
+            and -0.5 <= y < self.image.height - 0.5
+        )
+
+    # ------------------------------------------------------------------ content
+    def set_image(self, image: DisplayImage | None) -> None:
+        """Show `image` fitted to the widget; clears masks and prompts of the previous one."""
+        self.image = image
+        self._items, self._overlay = [], None
+        self._live_mask, self._live = None, None
+        self.set_prompts(np.zeros((0, 2), np.float32), np.zeros((0,), np.int32), None)
+        self.fit()
+
+    def set_overlay_items(self, items: list[OverlayItem]) -> None:
+        """Replace the accepted annotations' overlay (rebuilt once here, not per paint)."""
+        self._items = list(items)
+        self._rebuild_overlay()
+
+    def set_live_mask(self, mask: np.ndarray | None, color: tuple[int, int, int]) -> None:
+        """The mask being edited (HxW bool at the image size), or None."""
+        self._live_mask, self._live_color = mask, color
+        self._rebuild_live()
+
+    def set_prompts(self, points: np.ndarray, labels: np.ndarray, box: np.ndarray | None) -> None:
+        """Points (Nx2, image pixels), labels (N, 1 fg / 0 bg) and box (XYXY or None) to draw."""
+        self._points, self._labels, self._box = points, labels, box
+        self.update()
+
+    def set_opacity(self, opacity: float) -> None:
+        self.opacity = float(opacity)
+        self._rebuild_overlay()
+        self._rebuild_live()
+
+    def set_overlays_visible(self, visible: bool) -> None:
+        self.overlays_visible = bool(visible)
+        self.update()
+
+    def _rebuild_overlay(self) -> None:
+        self._overlay = None
+        if self.image is not None:
+            self._overlay = render_overlay(
+                self._items, self.image.width, self.image.height, self.opacity
+            )
+        self.update()
+
+    def _rebuild_live(self) -> None:
+        self._live = None
+        if self.image is not None and self._live_mask is not None:
+            item = OverlayItem(-1, self._live_mask, self._live_color, selected=True)
+            self._live = render_overlay(
+                [item], self.image.width, self.image.height, min(1.0, self.opacity + 0.15)
+            )
+        self.update()
+
+    # ------------------------------------------------------------------ view
+    def fit(self) -> None:
+        """Scale the whole image to the widget, centred (F)."""
+        if self.image is None or self.width() < 2 or self.height() < 2:
+            self._fit_pending = True
+            self.update()
+            return
+        self._fit_pending = False
+        margin = 8
+        scale = min(
+            (self.width() - 2 * margin) / self.image.width,
+            (self.height() - 2 * margin) / self.image.height,
+        )
+        self.scale = float(np.clip(scale, MIN_ZOOM, MAX_ZOOM))
+        self.offset = QPointF(
+            (self.width() - self.image.width * self.scale) / 2,
+            (self.height() - self.image.height * self.scale) / 2,
+        )
+        self.view_changed.emit(self.scale)
+        self.update()
+
+    def zoom_by(self, factor: float, anchor: QPointF | None = None) -> None:
+        """Zoom by `factor` keeping the image point under `anchor` (widget) fixed."""
+        if self.image is None:
+            return
+        anchor = anchor if anchor is not None else QPointF(self.width() / 2, self.height() / 2)
+        x, y = self.widget_to_image(anchor)
+        self.scale = float(np.clip(self.scale * factor, MIN_ZOOM, MAX_ZOOM))
+        moved = self.image_to_widget(x, y)
+        self.offset += anchor - moved
+        self.view_changed.emit(self.scale)
+        self.update()
+
+    def pan_by(self, dx: float, dy: float) -> None:
+        self.offset += QPointF(dx, dy)
+        self.update()
+
+    def resizeEvent(self, event) -> None:
+        if self._fit_pending:
+            self.fit()
+        else:  # keep the centre where it was
+            delta = QPointF(
+                event.size().width() - event.oldSize().width(),
+                event.size().height() - event.oldSize().height(),
+            )
+            if event.oldSize().width() > 0:
+                self.offset += delta / 2
+        super().resizeEvent(event)
+
+    # ------------------------------------------------------------------ painting (pure)
+    def paintEvent(self, event) -> None:
+        painter = QPainter(self)
+        painter.fillRect(self.rect(), QColor(38, 40, 44))
+        if self.image is None:
+            painter.setPen(QColor(170, 170, 170))
+            painter.drawText(self.rect(), Qt.AlignmentFlag.AlignCenter, self.message)
+            return
+        visible = self._image_rect().intersected(QRectF(self.rect()))
+        if visible.isEmpty():
+            return
+        self._draw_image(painter, visible)
+        if self.overlays_visible:
+            for layer in (self._overlay, self._live):
+                if layer is not None:
+                    self._draw_layer(painter, visible, *layer)
+            self._draw_prompts(painter)
+        self._draw_drag(painter)
+
+    def _source_rect(self, visible: QRectF, level_scale: float) -> QRectF:
+        """The part of an image (at 1/level_scale resolution) that lands in widget rect `visible`."""
+        left = (visible.left() - self.offset.x()) / self.scale / level_scale
+        top = (visible.top() - self.offset.y()) / self.scale / level_scale
+        return QRectF(
+            left,
+            top,
+            visible.width() / self.scale / level_scale,
+            visible.height() / self.scale / level_scale,
+        )
+
+    def _draw_image(self, painter: QPainter, visible: QRectF) -> None:
+        levels = self.image.levels
+        # The coarsest level that still has at least one pixel per screen pixel.
+        index = 0
+        while index + 1 < len(levels) and self.scale * (2 ** (index + 1)) <= 1.0:
+            index += 1
+        level = levels[index]
+        level_scale = self.image.width / level.width()
+        smooth = self.scale * level_scale < 1.0
+        painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, smooth)
+        painter.drawImage(visible, level, self._source_rect(visible, level_scale))
+
+    def _draw_layer(self, painter: QPainter, visible: QRectF, layer: QImage, step: int) -> None:
+        painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, False)
+        painter.drawImage(visible, layer, self._source_rect(visible, step))
+
+    def _draw_prompts(self, painter: QPainter) -> None:
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing, True)
+        if self._box is not None:
+            x0, y0, x1, y1 = (float(v) for v in self._box)
+            pen = QPen(BOX_COLOR, 2, Qt.PenStyle.DashLine)
+            painter.setPen(pen)
+            painter.setBrush(Qt.BrushStyle.NoBrush)
+            painter.drawRect(QRectF(self.image_to_widget(x0, y0), self.image_to_widget(x1, y1)))
+        for (x, y), label in zip(self._points, self._labels, strict=True):
+            centre = self.image_to_widget(float(x), float(y))
+            painter.setPen(QPen(QColor(255, 255, 255), 2))
+            painter.setBrush(FOREGROUND if label == 1 else BACKGROUND)
+            painter.drawEllipse(centre, 6, 6)
+            painter.setPen(QPen(QColor(255, 255, 255), 2))
+            painter.drawLine(centre + QPointF(-3, 0), centre + QPointF(3, 0))
+            if label == 1:
+                painter.drawLine(centre + QPointF(0, -3), centre + QPointF(0, 3))
+
+    def _draw_drag(self, painter: QPainter) -> None:
+        if self._press is None or self._drag_now is None or not self._is_drag(self._drag_now):
+            return
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing, True)
+        painter.setPen(QPen(BOX_COLOR, 1.5, Qt.PenStyle.DashLine))
+        painter.setBrush(QColor(255, 200, 0, 30))
+        painter.drawRect(QRectF(self._press, self._drag_now).normalized())
+
+    # ------------------------------------------------------------------ input
+    def _is_drag(self, position: QPointF) -> bool:
+        delta = position - self._press
+        return max(abs(delta.x()), abs(delta.y())) > CLICK_TOLERANCE
+
+    def mousePressEvent(self, event: QMouseEvent) -> None:
+        position = event.position()
+        button = event.button()
+        if button == Qt.MouseButton.MiddleButton or (
+            button == Qt.MouseButton.LeftButton and self._space_down
+        ):
+            self._pan_from = position
+            self.setCursor(Qt.CursorShape.ClosedHandCursor)
+        elif button == Qt.MouseButton.LeftButton:
+            self._press, self._drag_now = position, position
+        elif button == Qt.MouseButton.RightButton:
+            x, y = self.widget_to_image(position)
+            if self._inside(x, y):
+                self.point_added.emit(x, y, False)
+        event.accept()
+
+    def mouseMoveEvent(self, event: QMouseEvent) -> None:
+        position = event.position()
+        if self._pan_from is not None:
+            delta = position - self._pan_from
+            self._pan_from = position
+            self.pan_by(delta.x(), delta.y())
+        elif self._press is not None:
+            self._drag_now = position
+            self.update()
+        if self.image is not None:
+            x, y = self.widget_to_image(position)
+            inside = self._inside(x, y)
+            self.cursor_moved.emit(x if inside else float("nan"), y if inside else float("nan"))
+
+    def mouseReleaseEvent(self, event: QMouseEvent) -> None:
+        position = event.position()
+        if self._pan_from is not None and event.button() in (
+            Qt.MouseButton.MiddleButton,
+            Qt.MouseButton.LeftButton,
+        ):
+            self._pan_from = None
+            self.unsetCursor()
+            return
+        if event.button() != Qt.MouseButton.LeftButton or self._press is None:
+            return
+        press, self._press, self._drag_now = self._press, None, None
+        self.update()
+        if self.image is None:
+            return
+        if max(abs((position - press).x()), abs((position - press).y())) <= CLICK_TOLERANCE:
+            x, y = self.widget_to_image(press)
+            if self._inside(x, y):
+                self.point_added.emit(x, y, True)
+            return
+        x0, y0 = self._clamp(*self.widget_to_image(press))
+        x1, y1 = self._clamp(*self.widget_to_image(position))
+        self.box_drawn.emit(x0, y0, x1, y1)
+
+    def _clamp(self, x: float, y: float) -> tuple[float, float]:
+        return (
+            float(np.clip(x, 0, self.image.width - 1)),
+            float(np.clip(y, 0, self.image.height - 1)),
+        )
+
+    def wheelEvent(self, event: QWheelEvent) -> None:
+        notches = event.angleDelta().y() / 120.0
+        if notches:
+            self.zoom_by(WHEEL_STEP**notches, event.position())
+        event.accept()
+
+    def keyPressEvent(self, event) -> None:
+        if event.key() == Qt.Key.Key_Space and not event.isAutoRepeat():
+            self._space_down = True
+            self.setCursor(Qt.CursorShape.OpenHandCursor)
+            return
+        super().keyPressEvent(event)
+
+    def keyReleaseEvent(self, event) -> None:
+        if event.key() == Qt.Key.Key_Space and not event.isAutoRepeat():
+            self._space_down = False
+            if self._pan_from is None:
+                self.unsetCursor()
+            return
+        super().keyReleaseEvent(event)
+
+    def leaveEvent(self, event) -> None:
+        self.cursor_moved.emit(float("nan"), float("nan"))
+        super().leaveEvent(event)

@@ -1,0 +1,431 @@
+"""Model work off the GUI thread: one worker on one QThread, and the controller that talks to it.
+
+The worker is the only code that touches the engine (load, encode, decode), so the engine needs
+no locks. The GUI thread never waits for it: requests go into a mailbox of single slots (the
+latest request replaces a waiting one of the same kind) and results come back as queued signals
+carrying frozen dataclasses of numpy arrays.
+
+Staleness: every request carries (generation, key, revision). The controller bumps `generation`
+whenever the image changes and drops any result whose generation or key is not current; the
+PromptSession drops predictions whose revision is not its current one. So a result for an image
+or prompt state the user has left is never shown.
+
+Priorities inside the worker: load the engine, then decode (a person is waiting on a click), then
+encode the current image, then pre-encode the next images into the cache, one at a time, so a
+click or a navigation is answered after at most one prefetch job.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import Enum
+
+from PySide6.QtCore import QObject, QThread, Signal, Slot
+
+from annotator.engines.base import Embedding, Prediction, Prompts, Segmenter
+
+CLASSIC_NAME = "Classic (GrabCut, no model)"
+
+
+@dataclass(frozen=True)
+class EngineSpec:
+    """Which engine to load: a SAM checkpoint, or None for the classic (no model) engine."""
+
+    checkpoint: str | None = None
+    model_type: str = "auto"
+    device: str = "auto"
+
+
+@dataclass(frozen=True)
+class EngineInfo:
+    name: str
+    device: str
+    fingerprint: str
+
+
+@dataclass(frozen=True)
+class EncodeJob:
+    generation: int
+    key: str  # the image's path as a string: names it in the worker's memory
+    path: str
+
+
+@dataclass(frozen=True)
+class DecodeJob:
+    generation: int
+    key: str  # the image's path as a string (as EncodeJob.key)
+    revision: int
+    prompts: Prompts
+
+
+@dataclass(frozen=True)
+class Encoded:
+    generation: int
+    key: str
+    cache_hit: bool
+    seconds: float
+
+
+@dataclass(frozen=True)
+class Decoded:
+    generation: int
+    key: str
+    revision: int
+    prediction: Prediction
+    seconds: float
+
+
+@dataclass(frozen=True)
+class Failure:
+    generation: int
+    key: str
+    message: str
+
+
+class EmbeddingState(Enum):
+    """What the status bar says about the current image's embedding."""
+
+    NO_ENGINE = "no model"
+    LOADING_MODEL = "loading model"
+    WAITING = "waiting"
+    ENCODING = "embedding"
+    READY = "ready"
+    FAILED = "failed"
+
+
+def default_engine_loader(spec: EngineSpec) -> Segmenter:
+    """Load what `spec` names; runs in the worker (imports torch there, not on the GUI thread)."""
+    if spec.checkpoint:
+        from annotator.engines.sam import load_sam
+
+        return load_sam(spec.checkpoint, model_type=spec.model_type, device=spec.device)
+    from annotator.engines.classic import ClassicEngine
+
+    return ClassicEngine()
+
+
+def _default_cache():
+    try:
+        from annotator.engines.cache import EmbeddingCache
+    except ImportError:  # cache not available: encode every time (still correct)
+        return None
+    return EmbeddingCache()
+
+
+class InferenceWorker(QObject):
+    """Lives on the worker thread. Public `submit_*` methods are called from the GUI thread."""
+
+    engine_loaded = Signal(object)  # EngineInfo
+    engine_failed = Signal(str)
+    encode_started = Signal(int, str)  # generation, key
+    encoded = Signal(object)  # Encoded
+    decoded = Signal(object)  # Decoded
+    failed = Signal(object)  # Failure
+    prefetched = Signal(str)  # key
+    _wake = Signal()
+
+    MEMORY_EMBEDDINGS = 4  # current image + prefetched neighbours (SAM: 4 MiB each)
+
+    def __init__(
+        self,
+        engine_loader: Callable[[EngineSpec], Segmenter] = default_engine_loader,
+        cache_factory: Callable[[], object] | None = _default_cache,
+        image_loader: Callable[[str], object] | None = None,
+    ) -> None:
+        super().__init__()
+        self._engine_loader = engine_loader
+        self._cache_factory = cache_factory
+        self._image_loader = image_loader
+        self._mailbox_lock = threading.Lock()  # guards only the mailbox slots below
+        self._engine_spec: EngineSpec | None = None
+        self._encode: EncodeJob | None = None
+        self._decode: DecodeJob | None = None
+        self._prefetch: list[str] = []
+        self._stopping = False
+        # Worker-thread state: never touched from the GUI thread.
+        self.engine: Segmenter | None = None
+        self._cache = None
+        self._embeddings: OrderedDict[str, Embedding] = OrderedDict()
+        self._wake.connect(self._drain)
+
+    # ---------------------------------------------------------------- GUI-thread side
+    def submit_engine(self, spec: EngineSpec) -> None:
+        with self._mailbox_lock:
+            self._engine_spec = spec
+            self._prefetch = []
+        self._wake.emit()
+
+    def submit_encode(self, job: EncodeJob) -> None:
+        with self._mailbox_lock:
+            self._encode = job
+            self._decode = None
+            self._prefetch = []  # navigation cancels what is queued
+        self._wake.emit()
+
+    def submit_decode(self, job: DecodeJob) -> None:
+        with self._mailbox_lock:
+            self._decode = job
+        self._wake.emit()
+
+    def submit_prefetch(self, paths: list[str]) -> None:
+        with self._mailbox_lock:
+            self._prefetch = list(paths)
+        self._wake.emit()
+
+    def stop(self) -> None:
+        """Drop everything waiting; the job in progress finishes, then the thread can quit."""
+        with self._mailbox_lock:
+            self._stopping = True
+            self._engine_spec = self._encode = self._decode = None
+            self._prefetch = []
+
+    # ---------------------------------------------------------------- worker-thread side
+    def _take(self):
+        with self._mailbox_lock:
+            if self._stopping:
+                return None
+            if self._engine_spec is not None:
+                job, self._engine_spec = self._engine_spec, None
+                return job
+            if self._decode is not None:
+                job, self._decode = self._decode, None
+                return job
+            if self._encode is not None:
+                job, self._encode = self._encode, None
+                return job
+            if self._prefetch and self.engine is not None:
+                return ("prefetch", self._prefetch.pop(0))
+            return None
+
+    @Slot()
+    def _drain(self) -> None:
+        while (job := self._take()) is not None:
+            if isinstance(job, EngineSpec):
+                self._load_engine(job)
+            elif isinstance(job, DecodeJob):
+                self._run_decode(job)
+            elif isinstance(job, EncodeJob):
+                self._run_encode(job)
+            else:
+                self._run_prefetch(job[1])
+
+    def _load_engine(self, spec: EngineSpec) -> None:
+        self.engine = None
+        self._embeddings.clear()
+        try:
+            engine = self._engine_loader(spec)
+            if self._cache is None and self._cache_factory is not None:
+                self._cache = self._cache_factory()
+        except Exception as exc:  # UserError or a broken install: the window shows the sentence
+            self.engine_failed.emit(str(exc))
+            return
+        self.engine = engine
+        self.engine_loaded.emit(EngineInfo(engine.name, engine.device, engine.fingerprint))
+
+    def _load_image(self, path: str):
+        if self._image_loader is not None:
+            return self._image_loader(path)
+        from annotator.core.images import load_image
+
+        return load_image(path)
+
+    def _embedding_for(self, key: str, path: str) -> tuple[Embedding, bool]:
+        """The embedding of the image at `path`: from memory, the disk cache, or the encoder."""
+        if key in self._embeddings:
+            self._embeddings.move_to_end(key)
+            return self._embeddings[key], True
+        image = self._load_image(path)
+        if self._cache is not None:
+            embedding, hit = self._cache.encode_cached(self.engine, image)
+        else:
+            embedding, hit = self.engine.encode(image), False
+        self._embeddings[key] = embedding
+        while len(self._embeddings) > self.MEMORY_EMBEDDINGS:
+            self._embeddings.popitem(last=False)
+        return embedding, hit
+
+    def _run_encode(self, job: EncodeJob) -> None:
+        if self.engine is None:
+            return
+        self.encode_started.emit(job.generation, job.key)
+        start = time.perf_counter()
+        try:
+            _, hit = self._embedding_for(job.key, job.path)
+        except Exception as exc:
+            self.failed.emit(Failure(job.generation, job.key, str(exc)))
+            return
+        self.encoded.emit(Encoded(job.generation, job.key, hit, time.perf_counter() - start))
+
+    def _run_decode(self, job: DecodeJob) -> None:
+        if self.engine is None:
+            return
+        start = time.perf_counter()
+        try:
+            # Normally in memory (the controller decodes only after `encoded`); re-encoded if
+            # prefetching pushed it out.
+            embedding, _ = self._embedding_for(job.key, job.key)
+            prediction = self.engine.decode(embedding, job.prompts)
+        except Exception as exc:
+            self.failed.emit(Failure(job.generation, job.key, str(exc)))
+            return
+        self.decoded.emit(
+            Decoded(job.generation, job.key, job.revision, prediction, time.perf_counter() - start)
+        )
+
+    def _run_prefetch(self, path: str) -> None:
+        try:
+            self._embedding_for(path, path)
+        except Exception:
+            return  # a broken neighbour is reported when the user opens it
+        self.prefetched.emit(path)
+
+
+class InferenceController(QObject):
+    """GUI-thread side: owns the worker thread, tracks the current image, drops stale results.
+
+    Use: `start(spec)`; `set_image(path)` on navigation; `request_decode(revision, prompts)` on
+    every prompt edit (held until the embedding is ready); `set_prefetch(paths)`; `shutdown()`.
+    """
+
+    engine_ready = Signal(object)  # EngineInfo
+    engine_failed = Signal(str)
+    state_changed = Signal(object, str)  # EmbeddingState, detail for the status bar
+    prediction_ready = Signal(int, object)  # revision, Prediction (current image only)
+    error = Signal(str)
+
+    def __init__(self, worker: InferenceWorker | None = None, parent=None) -> None:
+        super().__init__(parent)
+        self.worker = worker or InferenceWorker()
+        self.thread = QThread()
+        self.thread.setObjectName("annotator-inference")
+        self.worker.moveToThread(self.thread)
+        self.generation = 0
+        self.key: str | None = None
+        self.engine_info: EngineInfo | None = None
+        self.state = EmbeddingState.NO_ENGINE
+        self.embedding_ready = False
+        self.last_encode_seconds: float | None = None
+        self.encode_started_at: float | None = None
+        self._waiting_decode: DecodeJob | None = None
+        self._prefetch: list[str] = []
+        self.worker.engine_loaded.connect(self._on_engine_loaded)
+        self.worker.engine_failed.connect(self._on_engine_failed)
+        self.worker.encode_started.connect(self._on_encode_started)
+        self.worker.encoded.connect(self._on_encoded)
+        self.worker.decoded.connect(self._on_decoded)
+        self.worker.failed.connect(self._on_failed)
+
+    # ---------------------------------------------------------------- requests
+    def start(self, spec: EngineSpec) -> None:
+        if not self.thread.isRunning():
+            self.thread.start()
+        self.load_engine(spec)
+
+    def load_engine(self, spec: EngineSpec) -> None:
+        self.engine_info = None
+        self.embedding_ready = False
+        self.generation += 1
+        self._set_state(EmbeddingState.LOADING_MODEL, spec.checkpoint or CLASSIC_NAME)
+        self.worker.submit_engine(spec)
+        if self.key is not None:
+            self._submit_encode()
+
+    def set_image(self, path: str | None) -> None:
+        """The user moved to another image: everything about the previous one is now stale."""
+        self.generation += 1
+        self.key = path
+        self.embedding_ready = False
+        self._waiting_decode = None
+        self._prefetch = []  # navigation cancels the queue; the window sends the new one
+        if path is None:
+            return
+        self._submit_encode()
+        if self.engine_info is not None:
+            self._set_state(EmbeddingState.WAITING, "")
+
+    def _submit_encode(self) -> None:
+        self.worker.submit_encode(EncodeJob(self.generation, self.key, self.key))
+
+    def request_decode(self, revision: int, prompts: Prompts) -> None:
+        """Decode `prompts` on the current image now, or as soon as its embedding lands."""
+        if self.key is None:
+            return
+        job = DecodeJob(self.generation, self.key, revision, prompts)
+        if self.embedding_ready:
+            self.worker.submit_decode(job)
+        else:
+            self._waiting_decode = job  # latest click wins
+
+    def set_prefetch(self, paths: list[str]) -> None:
+        """Images to pre-encode (in order) once the current one is ready."""
+        self._prefetch = [p for p in paths if p != self.key]
+        if self.embedding_ready:
+            self.worker.submit_prefetch(self._prefetch)
+
+    def shutdown(self) -> None:
+        """Stop cleanly: drop queued work, let the running job finish, join the thread."""
+        self.worker.stop()
+        if self.thread.isRunning():
+            self.thread.quit()
+            self.thread.wait()
+
+    # ---------------------------------------------------------------- results
+    def _current(self, generation: int, key: str) -> bool:
+        return generation == self.generation and key == self.key
+
+    def _set_state(self, state: EmbeddingState, detail: str) -> None:
+        self.state = state
+        self.state_changed.emit(state, detail)
+
+    def _on_engine_loaded(self, info: EngineInfo) -> None:
+        self.engine_info = info
+        self.engine_ready.emit(info)
+        if self.key is not None and not self.embedding_ready:
+            self._set_state(EmbeddingState.WAITING, "")
+
+    def _on_engine_failed(self, message: str) -> None:
+        self.engine_info = None
+        self._set_state(EmbeddingState.FAILED, message)
+        self.engine_failed.emit(message)
+
+    def _on_encode_started(self, generation: int, key: str) -> None:
+        if self._current(generation, key):
+            self.encode_started_at = time.perf_counter()
+            self._set_state(EmbeddingState.ENCODING, "")
+
+    def _on_encoded(self, result: Encoded) -> None:
+        if not self._current(result.generation, result.key):
+            return
+        if not result.cache_hit:
+            self.last_encode_seconds = result.seconds
+        self.embedding_ready = True
+        self._set_state(EmbeddingState.READY, "cached" if result.cache_hit else "")
+        if self._waiting_decode is not None:
+            job, self._waiting_decode = self._waiting_decode, None
+            self.worker.submit_decode(job)
+        if self._prefetch:
+            self.worker.submit_prefetch(self._prefetch)
+
+    def _on_decoded(self, result: Decoded) -> None:
+        if self._current(result.generation, result.key):
+            self.prediction_ready.emit(result.revision, result.prediction)
+
+    def _on_failed(self, failure: Failure) -> None:
+        if not self._current(failure.generation, failure.key):
+            return
+        if not self.embedding_ready:
+            self._set_state(EmbeddingState.FAILED, failure.message)
+        self.error.emit(failure.message)
+
+    def encode_progress(self) -> float | None:
+        """0..1 estimate of the running embedding from the last one's duration, or None."""
+        if self.state is not EmbeddingState.ENCODING or self.encode_started_at is None:
+            return None
+        if not self.last_encode_seconds:
+            return None
+        elapsed = time.perf_counter() - self.encode_started_at
+        return min(0.99, elapsed / self.last_encode_seconds)

@@ -1,0 +1,92 @@
+"""What the window remembers across runs, in one INI file under the user's config folder.
+
+An INI file at `paths.config_dir()/settings.ini` (not the platform registry) so tests, which point
+ANNOTATOR_CONFIG_DIR at a temp folder, never touch the real user's settings.
+"""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QByteArray, QSettings
+
+from annotator import paths
+
+MAX_RECENT = 10
+
+
+class Settings:
+    def __init__(self) -> None:
+        folder = paths.config_dir()
+        folder.mkdir(parents=True, exist_ok=True)
+        self.qsettings = QSettings(str(folder / "settings.ini"), QSettings.Format.IniFormat)
+
+    def _str(self, key: str, default: str = "") -> str:
+        value = self.qsettings.value(key, default)
+        return str(value) if value is not None else default
+
+    @property
+    def checkpoint(self) -> str:
+        return self._str("model/checkpoint")
+
+    @checkpoint.setter
+    def checkpoint(self, value: str | None) -> None:
+        self.qsettings.setValue("model/checkpoint", value or "")
+
+    @property
+    def model_choice_made(self) -> bool:
+        """The person has answered the first-run dialog once (a model or the classic engine)."""
+        return str(self.qsettings.value("model/choice_made", "false")).lower() == "true"
+
+    @model_choice_made.setter
+    def model_choice_made(self, value: bool) -> None:
+        self.qsettings.setValue("model/choice_made", "true" if value else "false")
+
+    @property
+    def device(self) -> str:
+        return self._str("model/device", "auto") or "auto"
+
+    @device.setter
+    def device(self, value: str) -> None:
+        self.qsettings.setValue("model/device", value)
+
+    @property
+    def opacity(self) -> float:
+        try:
+            return min(1.0, max(0.0, float(self.qsettings.value("view/opacity", 0.45))))
+        except (TypeError, ValueError):
+            return 0.45
+
+    @opacity.setter
+    def opacity(self, value: float) -> None:
+        self.qsettings.setValue("view/opacity", float(value))
+
+    @property
+    def geometry(self) -> QByteArray | None:
+        value = self.qsettings.value("window/geometry")
+        return value if isinstance(value, QByteArray) else None
+
+    @geometry.setter
+    def geometry(self, value: QByteArray) -> None:
+        self.qsettings.setValue("window/geometry", value)
+
+    @property
+    def window_state(self) -> QByteArray | None:
+        value = self.qsettings.value("window/state")
+        return value if isinstance(value, QByteArray) else None
+
+    @window_state.setter
+    def window_state(self, value: QByteArray) -> None:
+        self.qsettings.setValue("window/state", value)
+
+    @property
+    def recent_projects(self) -> list[str]:
+        value = self.qsettings.value("recent/projects", [])
+        if isinstance(value, str):  # QSettings returns a lone item as a plain string
+            value = [value]
+        return [str(v) for v in (value or []) if v]
+
+    def add_recent_project(self, path: str) -> None:
+        recent = [path] + [p for p in self.recent_projects if p != path]
+        self.qsettings.setValue("recent/projects", recent[:MAX_RECENT])
+
+    def sync(self) -> None:
+        self.qsettings.sync()

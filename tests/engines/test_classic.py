@@ -1,0 +1,123 @@
+"""The classic (GrabCut) engine: same interface and geometry as SAM, sensible masks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from annotator.engines.base import Prompts, Segmenter
+from annotator.engines.classic import ClassicEngine
+
+
+def _scene(height: int, width: int, seed: int = 0):
+    """A red disk on a smooth grey-green texture: (image HxWx3 uint8, disk mask, (cx, cy, r))."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    small = rng.integers(60, 140, (max(2, height // 16), max(2, width // 16), 3)).astype(np.uint8)
+    image = cv2.resize(small, (width, height), interpolation=cv2.INTER_LINEAR)
+    cx, cy, r = int(width * 0.4), int(height * 0.45), int(min(height, width) * 0.18)
+    cv2.circle(image, (cx, cy), r, (220, 40, 50), -1)
+    truth = np.zeros((height, width), np.uint8)
+    cv2.circle(truth, (cx, cy), r, 1, -1)
+    return image, truth.astype(bool), (cx, cy, r)
+
+
+def _iou(a, b) -> float:
+    return float((a & b).sum() / max(1, (a | b).sum()))
+
+
+def _sam_postprocess(logits: np.ndarray, input_size, original_size) -> np.ndarray:
+    """SAM's own low-res -> full-size mapping (Sam.postprocess_masks), in OpenCV."""
+    import cv2
+
+    up = cv2.resize(logits, (1024, 1024), interpolation=cv2.INTER_LINEAR)
+    up = up[: input_size[0], : input_size[1]]
+    return cv2.resize(up, original_size[::-1], interpolation=cv2.INTER_LINEAR) > 0
+
+
+@pytest.fixture(scope="module")
+def scene():
+    image, truth, disk = _scene(600, 800)
+    engine = ClassicEngine()
+    return engine, engine.encode(image), truth, disk
+
+
+def test_is_a_segmenter_named_as_classic():
+    engine = ClassicEngine()
+    assert isinstance(engine, Segmenter)
+    assert "no model" in engine.name and "GrabCut" in engine.name
+    assert engine.fingerprint == "classic-grabcut-v1"
+
+
+def test_one_click_finds_the_object(scene):
+    engine, embedding, truth, (cx, cy, r) = scene
+    prompts = Prompts(np.array([[cx, cy]], np.float32), np.array([1], np.int32))
+    prediction = engine.decode(embedding, prompts)
+    assert prediction.masks.shape == (3, 600, 800) and prediction.masks.dtype == bool
+    assert prediction.scores.shape == (3,) and prediction.scores.dtype == np.float32
+    assert prediction.low_res_logits.shape == (3, 256, 256)
+    assert _iou(prediction.masks[prediction.best_index()], truth) > 0.9
+
+
+def test_box_finds_the_object_single_mask(scene):
+    engine, embedding, truth, (cx, cy, r) = scene
+    box = np.array([cx - 1.2 * r, cy - 1.2 * r, cx + 1.2 * r, cy + 1.2 * r], np.float32)
+    prediction = engine.decode(embedding, Prompts(box=box, multimask=False))
+    assert prediction.masks.shape == (1, 600, 800)
+    assert _iou(prediction.masks[0], truth) > 0.95
+    assert not prediction.masks[0][:, : int(cx - 1.2 * r) - 2].any()  # nothing outside the box
+
+
+def test_low_res_logits_are_in_sams_frame_and_refine(scene):
+    engine, embedding, truth, (cx, cy, r) = scene
+    first = engine.decode(
+        embedding, Prompts(np.array([[cx, cy]], np.float32), np.array([1], np.int32))
+    )
+    best = first.best_index()
+    logits = first.low_res_logits[best]
+    as_sam = _sam_postprocess(logits, embedding.input_size, embedding.original_size)
+    assert _iou(as_sam, first.masks[best]) > 0.95
+    # Refinement: a background click far away plus the previous logits keeps the object.
+    refined = engine.decode(
+        embedding,
+        Prompts(
+            np.array([[cx, cy], [790, 590]], np.float32),
+            np.array([1, 0], np.int32),
+            mask_input=logits[None],
+            multimask=False,
+        ),
+    )
+    assert _iou(refined.masks[0], truth) > 0.9
+
+
+def test_background_click_removes_a_region(scene):
+    engine, embedding, truth, (cx, cy, r) = scene
+    box = np.array([cx - 1.2 * r, cy - 1.2 * r, cx + 1.2 * r, cy + 1.2 * r], np.float32)
+    prompts = Prompts(np.array([[cx + r * 0.8, cy]], np.float32), np.array([0], np.int32), box=box)
+    mask = engine.decode(embedding, prompts).masks[0]
+    assert not mask[int(cy), int(cx + r * 0.8)]
+
+
+def test_degenerate_prompts(scene):
+    engine, embedding, _, _ = scene
+    with pytest.raises(ValueError):  # the Segmenter contract: prompts must not be empty
+        engine.decode(embedding, Prompts())
+    only_background = Prompts(np.array([[10, 10]], np.float32), np.array([0], np.int32))
+    assert not engine.decode(embedding, only_background).masks.any()
+    whole = Prompts(box=np.array([0, 0, 800, 600], np.float32), multimask=False)
+    assert engine.decode(embedding, whole).masks.shape == (1, 600, 800)
+    corner = Prompts(np.array([[799, 599]], np.float32), np.array([1], np.int32))
+    assert engine.decode(embedding, corner).masks[0].shape == (600, 800)
+
+
+def test_large_image_is_downscaled_and_masks_come_back_full_size():
+    image, truth, (cx, cy, r) = _scene(2400, 3200, seed=1)
+    engine = ClassicEngine()
+    embedding = engine.encode(image)
+    assert max(embedding.features.shape[:2]) == 1024
+    assert embedding.input_size == (768, 1024) and embedding.original_size == (2400, 3200)
+    prompts = Prompts(np.array([[cx, cy]], np.float32), np.array([1], np.int32), multimask=False)
+    prediction = engine.decode(embedding, prompts)
+    assert prediction.masks.shape == (1, 2400, 3200)
+    assert _iou(prediction.masks[0], truth) > 0.9

@@ -1,0 +1,162 @@
+"""The worker thread and its controller, without the window: responsiveness and staleness."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+from PySide6.QtCore import QTimer
+
+from annotator.engines.base import Prompts
+from annotator.qt.inference import EmbeddingState, EngineSpec, InferenceController, InferenceWorker
+from tests.qt.conftest import RecordingEngine
+
+pytestmark = pytest.mark.timeout(120)
+
+
+@pytest.fixture
+def controller_for(qtbot):
+    controllers = []
+
+    def make(engine):
+        worker = InferenceWorker(engine_loader=lambda spec: engine, cache_factory=None)
+        controller = InferenceController(worker)
+        controller.start(EngineSpec("tiny.pth"))
+        qtbot.waitUntil(lambda: controller.engine_info is not None)
+        controllers.append(controller)
+        return controller
+
+    yield make
+    for controller in controllers:
+        controller.shutdown()
+
+
+def _point(x, y):
+    return Prompts(np.array([[x, y]], np.float32), np.array([1], np.int32), multimask=True)
+
+
+def test_event_loop_keeps_turning_while_an_embedding_runs(
+    qtbot, controller_for, tiny_engine, image_folder
+):
+    engine = RecordingEngine(tiny_engine, repeat_encode=3)  # ~1 s of real torch work
+    controller = controller_for(engine)
+    ticks: list[float] = []
+    heartbeat = QTimer()
+    heartbeat.setInterval(10)
+    heartbeat.timeout.connect(lambda: ticks.append(time.perf_counter()))
+    heartbeat.start()
+    started = time.perf_counter()
+    controller.set_image(str(image_folder / "img1.png"))
+    qtbot.waitUntil(lambda: controller.embedding_ready, timeout=30000)
+    heartbeat.stop()
+    elapsed = time.perf_counter() - started
+    gaps = np.diff(ticks)
+    assert len(engine.encoded_shapes) == 1
+    assert len(ticks) > elapsed / 0.1  # kept ticking (a 10 ms timer; generous on 2 shared cores)
+    assert gaps.max() < 0.5, f"longest stall {gaps.max() * 1000:.0f} ms"
+
+
+def test_clicks_wait_for_the_embedding_and_the_latest_wins(
+    qtbot, controller_for, tiny_engine, image_folder
+):
+    engine = RecordingEngine(tiny_engine)
+    engine.gate.clear()
+    controller = controller_for(engine)
+    answers = []
+    controller.prediction_ready.connect(lambda revision, p: answers.append((revision, p)))
+    controller.set_image(str(image_folder / "img1.png"))
+    qtbot.waitUntil(engine.encoding.is_set)
+    assert controller.state is EmbeddingState.ENCODING
+    for revision, x in ((1, 10.0), (2, 20.0), (3, 30.0)):
+        controller.request_decode(revision, _point(x, 15.0))
+    engine.gate.set()
+    qtbot.waitUntil(lambda: len(answers) == 1)
+    qtbot.wait(50)
+    assert [revision for revision, _ in answers] == [3]
+    assert len(engine.decoded_prompts) == 1
+    np.testing.assert_array_equal(engine.decoded_prompts[0].points, [[30.0, 15.0]])
+
+
+def test_results_for_a_left_image_are_dropped(qtbot, controller_for, tiny_engine, image_folder):
+    engine = RecordingEngine(tiny_engine)
+    controller = controller_for(engine)
+    answers = []
+    controller.prediction_ready.connect(lambda revision, p: answers.append(revision))
+    controller.set_image(str(image_folder / "img1.png"))
+    qtbot.waitUntil(lambda: controller.embedding_ready)
+    engine.decode_gate.clear()
+    controller.request_decode(1, _point(10, 10))
+    qtbot.waitUntil(engine.decoding.is_set)  # the decode is running for img1...
+    controller.set_image(str(image_folder / "img2.png"))  # ...when the user moves on
+    engine.decode_gate.set()
+    qtbot.waitUntil(lambda: controller.embedding_ready)
+    assert len(engine.decoded_prompts) == 1  # it was computed
+    qtbot.wait(50)
+    assert answers == []  # and dropped
+
+
+def test_prefetch_encodes_the_next_images(qtbot, controller_for, tiny_engine, image_folder):
+    engine = RecordingEngine(tiny_engine)
+    controller = controller_for(engine)
+    prefetched = []
+    controller.worker.prefetched.connect(prefetched.append)
+    paths = [str(image_folder / f"img{i}.png") for i in (1, 2, 3)]
+    controller.set_image(paths[0])
+    controller.set_prefetch(paths[1:])
+    qtbot.waitUntil(lambda: prefetched == paths[1:])
+    assert len(engine.encoded_shapes) == 3
+    # The prefetched image opens from memory: no new encode.
+    hits = []
+    controller.worker.encoded.connect(lambda result: hits.append(result.cache_hit))
+    controller.set_image(paths[1])
+    qtbot.waitUntil(lambda: controller.embedding_ready)
+    assert hits == [True] and len(engine.encoded_shapes) == 3
+
+
+def test_navigation_cancels_queued_prefetch(qtbot, controller_for, tiny_engine, image_folder):
+    engine = RecordingEngine(tiny_engine)
+    controller = controller_for(engine)
+    controller.worker.MEMORY_EMBEDDINGS = 1  # so every image switch needs an encode
+    prefetched = []
+    controller.worker.prefetched.connect(prefetched.append)
+    paths = [str(image_folder / f"img{i}.png") for i in (1, 2, 3)]
+    controller.set_image(paths[0])
+    qtbot.waitUntil(lambda: controller.embedding_ready)
+    engine.gate.clear()
+    controller.set_prefetch(paths[1:])
+    qtbot.waitUntil(engine.encoding.is_set)  # prefetching paths[1], held
+    controller.set_image(paths[0])  # navigation, with paths[2] still queued
+    engine.gate.set()
+    qtbot.waitUntil(lambda: controller.embedding_ready)
+    qtbot.wait(300)
+    assert prefetched == [paths[1]]
+    assert len(engine.encoded_shapes) == 3  # paths[0], paths[1] (prefetch), paths[0] again
+
+
+def test_shutdown_while_encoding_joins_the_thread(qtbot, controller_for, tiny_engine, image_folder):
+    import threading
+
+    engine = RecordingEngine(tiny_engine)
+    engine.gate.clear()
+    controller = controller_for(engine)
+    controller.set_image(str(image_folder / "img1.png"))
+    qtbot.waitUntil(engine.encoding.is_set)
+    threading.Timer(0.2, engine.gate.set).start()
+    controller.shutdown()
+    assert controller.thread.isFinished()
+
+
+def test_engine_failure_is_reported(qtbot, image_folder):
+    from annotator.errors import UserError
+
+    def broken(spec):
+        raise UserError("tiny.pth is not a SAM checkpoint.")
+
+    controller = InferenceController(InferenceWorker(engine_loader=broken, cache_factory=None))
+    failures = []
+    controller.engine_failed.connect(failures.append)
+    controller.start(EngineSpec("tiny.pth"))
+    qtbot.waitUntil(lambda: failures == ["tiny.pth is not a SAM checkpoint."])
+    assert controller.state is EmbeddingState.FAILED
+    controller.shutdown()
