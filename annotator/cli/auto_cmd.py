@@ -1,0 +1,278 @@
+"""`annotator auto FOLDER --checkpoint CKPT --out PROJECT.json`: segment everything, in batch.
+
+Every image of FOLDER gets segment_anything's automatic masks as annotations of the category
+"object"; the project is saved (atomically) after each image, which is then marked done, so Ctrl+C
+leaves a valid project and a rerun continues with the images not done yet. Embeddings go through
+the embedding cache, so a rerun with other thresholds does not encode the images again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from annotator.errors import UserError
+
+CATEGORY_NAME = "object"
+
+
+def register(subparsers) -> None:
+    from annotator.engines.automatic import AutoMaskSettings
+
+    defaults = AutoMaskSettings()
+    parser = subparsers.add_parser(
+        "auto",
+        help="segment everything in every image of a folder (proposals saved as a project)",
+        description="Run SAM's automatic mask generation (segment_anything's "
+        "SamAutomaticMaskGenerator, same parameters and defaults) on every image of FOLDER and "
+        f'save the masks as annotations of the category "{CATEGORY_NAME}" in PROJECT.json. The '
+        "project is saved after each image; a rerun skips the images already done.",
+    )
+    parser.add_argument("folder", help="a folder of images")
+    parser.add_argument("--checkpoint", required=True, help="SAM checkpoint (.pth)")
+    parser.add_argument("--out", required=True, help="the project .json to write (or continue)")
+    parser.add_argument(
+        "--model-type", default="auto", choices=["auto", "vit_b", "vit_l", "vit_h"],
+        help="SAM architecture; auto reads it from the checkpoint",
+    )  # fmt: skip
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    settings = parser.add_argument_group("automatic mask generation (segment_anything's names)")
+    for name, kind, text in (
+        ("points_per_side", int, "grid points along each side (points_per_side**2 prompts)"),
+        ("points_per_batch", int, "prompts decoded at once"),
+        ("pred_iou_thresh", float, "keep masks whose predicted IoU is above this"),
+        ("stability_score_thresh", float, "keep masks at least this stable"),
+        ("stability_score_offset", float, "logit offset of the stability score"),
+        ("box_nms_thresh", float, "box IoU above which duplicate masks are dropped"),
+        ("crop_n_layers", int, "also run on crops: layer n has 4**n crops"),
+        ("crop_nms_thresh", float, "box IoU for duplicates between crops"),
+        ("crop_overlap_ratio", float, "overlap of neighbouring crops"),
+        ("crop_n_points_downscale_factor", int, "points per side shrink by this per layer"),
+        ("min_mask_region_area", int, "remove holes and islands smaller than this (pixels)"),
+    ):
+        settings.add_argument(
+            "--" + name.replace("_", "-"),
+            dest=name,
+            type=kind,
+            metavar="A" if name.endswith("area") else "N" if kind is int else "T",
+            default=getattr(defaults, name),
+            help=f"{text} (default {getattr(defaults, name):g})",
+        )
+    parser.set_defaults(func=run_auto_command)
+
+
+@dataclass
+class AutoRunReport:
+    """What a run did: image file names processed and skipped, proposals written."""
+
+    processed: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    unreadable: list[str] = field(default_factory=list)
+    added: list[str] = field(default_factory=list)  # images new to an existing project
+    proposals: int = 0
+    cache_hits: int = 0
+
+
+def run_auto_command(args: argparse.Namespace) -> int:
+    from annotator.engines.automatic import AutoMaskSettings
+
+    settings = AutoMaskSettings(
+        **{name: getattr(args, name) for name in AutoMaskSettings().generator_kwargs()}
+    ).checked()
+    report = run_auto(
+        Path(args.folder),
+        Path(args.checkpoint),
+        Path(args.out),
+        settings,
+        model_type=args.model_type,
+        device=args.device,
+        show_progress=True,
+    )
+    for line in report.unreadable:
+        print(f"note: {line}", file=sys.stderr)
+    print(
+        f"{len(report.processed)} image(s) segmented ({report.proposals} proposals), "
+        f"{len(report.skipped)} skipped (already done); saved {Path(args.out)}."
+    )
+    return 0
+
+
+def run_auto(
+    folder: Path,
+    checkpoint: Path,
+    out: Path,
+    settings=None,
+    *,
+    model_type: str = "auto",
+    device: str = "auto",
+    engine=None,
+    show_progress: bool = False,
+    on_step: Callable[[int, int], None] | None = None,
+    on_image_saved: Callable[[str, int], None] | None = None,
+) -> AutoRunReport:
+    """Segment every image of `folder` not yet done in the project `out` (created if missing;
+    images new to an existing project are added).
+
+    settings: AutoMaskSettings (None: segment_anything's defaults). engine: a loaded SAM engine,
+    else `checkpoint` is loaded. on_step(done, total): each step of the current image (see
+    `generate_proposals`); on_image_saved(file_name, proposals): after each image's save.
+    An exception from either callback (e.g. KeyboardInterrupt) stops the run; the project file
+    then holds every image finished before. Raises UserError for bad input.
+    """
+    from annotator.core.images import list_images, load_image
+    from annotator.engines.automatic import AutoMaskSettings, generate_proposals
+    from annotator.engines.cache import EmbeddingCache
+
+    settings = (settings or AutoMaskSettings()).checked()
+    folder, out = Path(folder).absolute(), Path(out).absolute()
+    paths = list_images(folder)
+    if not paths:
+        raise UserError(f"{folder} holds no images.")
+    if out.suffix.lower() != ".json":
+        raise UserError(f"The project file must be a .json file, not {out.name}.")
+    existed = out.exists()
+    project, report = _open_project(out, paths)
+    categories_before = len(project.categories)
+    category_id = _object_category(project)
+    records = _records_by_path(project)
+    todo = [(path, records[path.resolve()]) for path in paths if path.resolve() in records]
+
+    if engine is None and not all(record.done for _, record in todo):
+        from annotator.engines.sam import load_sam
+
+        engine = load_sam(checkpoint, model_type, device, encoder="fast", decoder="torch")
+    cache = EmbeddingCache()
+    if not existed or report.added or len(project.categories) != categories_before:
+        _save(project, out)  # the file exists, valid, from the start
+
+    bar = _progress_bar(len(todo), show_progress)
+    try:
+        for path, record in todo:
+            if record.done:
+                report.skipped.append(record.file_name)
+                bar.update(1)
+                continue
+            try:
+                image = load_image(path)
+            except UserError as exc:
+                report.unreadable.append(str(exc))
+                bar.update(1)
+                continue
+            if image.shape[:2] != (record.height, record.width):
+                report.unreadable.append(
+                    f"{record.file_name} is {image.shape[1]}x{image.shape[0]} pixels but the "
+                    f"project says {record.width}x{record.height}; it was left out."
+                )
+                bar.update(1)
+                continue
+            embedding, hit = cache.encode_cached(engine, image)
+            report.cache_hits += int(hit)
+            proposals = generate_proposals(
+                engine, image, settings, embedding=embedding, progress=on_step
+            )
+            count = _add_proposals(project, record, category_id, proposals)
+            project.replace_image(replace(record, done=True), notify=False)
+            _save(project, out)
+            report.processed.append(record.file_name)
+            report.proposals += count
+            bar.update(1)
+            bar.set_postfix(proposals=report.proposals)
+            if on_image_saved is not None:
+                on_image_saved(record.file_name, count)
+    except KeyboardInterrupt:
+        bar.close()
+        print(
+            f"annotator: stopped after {len(report.processed)} image(s); {out.name} holds every "
+            "finished image: run the same command again to continue.",
+            file=sys.stderr,
+        )
+        raise
+    bar.close()
+    return report
+
+
+def _open_project(out: Path, paths: list[Path]):
+    """The project at `out` with any new images of the folder added, or a new project."""
+    from annotator.core.coco import load_project
+    from annotator.core.images import read_image_size
+    from annotator.core.project import ImageRecord, Project
+
+    report = AutoRunReport()
+    if not out.exists():
+        project = Project.from_images(paths, out)
+        report.unreadable.extend(project.unreadable_images)
+        return project, report
+    project, load_report = load_project(out)
+    known = _records_by_path(project)
+    for path in paths:
+        if path.resolve() in known:
+            continue
+        try:
+            width, height = read_image_size(path)
+        except UserError as exc:
+            report.unreadable.append(str(exc))
+            continue
+        name = _file_name(path, project.image_folder())
+        project.add_image(ImageRecord(project.next_image_id(), name, width, height), notify=False)
+        report.added.append(name)
+    return project, report
+
+
+def _file_name(path: Path, base: Path) -> str:
+    """`path` as a COCO file_name: relative to `base` in POSIX form, else absolute."""
+    import os
+
+    try:
+        return Path(os.path.relpath(path.absolute(), base.absolute())).as_posix()
+    except ValueError:  # another drive (Windows)
+        return path.absolute().as_posix()
+
+
+def _records_by_path(project) -> dict[Path, object]:
+    return {project.image_path(record).resolve(): record for record in project.images}
+
+
+def _object_category(project) -> int:
+    """The id of the category named "object", added (with the next palette colour) if missing."""
+    from annotator.core.project import Category, palette_color
+
+    for category in project.categories:
+        if category.name == CATEGORY_NAME:
+            return category.id
+    category = Category(
+        project.next_category_id(), CATEGORY_NAME, palette_color(len(project.categories))
+    )
+    project.insert_category(category, notify=False)
+    return category.id
+
+
+def _add_proposals(project, record, category_id: int, proposals) -> int:
+    """Annotations of the proposals (predicted IoU kept as the COCO "score"); returns how many."""
+    from annotator.core.project import annotation_from_mask
+
+    count = 0
+    for proposal in proposals:
+        if not proposal.mask.any():  # small-region clean-up can empty a mask
+            continue
+        annotation = annotation_from_mask(
+            project.next_annotation_id(), record.id, category_id, proposal.mask
+        )
+        annotation = replace(annotation, extra={"score": round(proposal.predicted_iou, 6)})
+        project.insert_annotation(annotation, notify=False)
+        count += 1
+    return count
+
+
+def _save(project, out: Path) -> None:
+    from annotator.core.coco import save_project
+
+    save_project(project, out)
+
+
+def _progress_bar(total: int, enabled: bool):
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="image", disable=not enabled, file=sys.stderr, dynamic_ncols=True)
