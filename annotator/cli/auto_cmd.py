@@ -196,39 +196,19 @@ def run_auto(
 
 def _open_project(out: Path, paths: list[Path]):
     """The project at `out` with any new images of the folder added, or a new project."""
-    from annotator.core.coco import load_project
-    from annotator.core.images import read_image_size
-    from annotator.core.project import ImageRecord, Project
+    from annotator.core.coco import add_new_images, load_project
+    from annotator.core.project import Project
 
     report = AutoRunReport()
     if not out.exists():
         project = Project.from_images(paths, out)
         report.unreadable.extend(project.unreadable_images)
         return project, report
-    project, load_report = load_project(out)
-    known = _records_by_path(project)
-    for path in paths:
-        if path.resolve() in known:
-            continue
-        try:
-            width, height = read_image_size(path)
-        except UserError as exc:
-            report.unreadable.append(str(exc))
-            continue
-        name = _file_name(path, project.image_folder())
-        project.add_image(ImageRecord(project.next_image_id(), name, width, height), notify=False)
-        report.added.append(name)
+    project, _load_report = load_project(out)
+    added, warnings = add_new_images(project, paths)
+    report.added.extend(record.file_name for record in added)
+    report.unreadable.extend(warnings)
     return project, report
-
-
-def _file_name(path: Path, base: Path) -> str:
-    """`path` as a COCO file_name: relative to `base` in POSIX form, else absolute."""
-    import os
-
-    try:
-        return Path(os.path.relpath(path.absolute(), base.absolute())).as_posix()
-    except ValueError:  # another drive (Windows)
-        return path.absolute().as_posix()
 
 
 def _records_by_path(project) -> dict[Path, object]:

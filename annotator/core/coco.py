@@ -51,6 +51,7 @@ __all__ = [
     "FORMAT_VERSION",
     "OUR_KEY",
     "LoadReport",
+    "add_new_images",
     "load_project",
     "open_folder",
     "parse_document",
@@ -131,7 +132,7 @@ def open_folder(folder: Path, project_name: str = "annotations.json") -> tuple[P
     """The project of a folder of images: its project file when there is one, with the images
     added to the folder since (`LoadReport.added_images`, not saved yet), else a new project.
     Images whose header cannot be read are left out and named in the report's warnings."""
-    from annotator.core.images import list_images, read_image_size
+    from annotator.core.images import list_images
 
     folder = Path(folder).absolute()
     path = folder / project_name
@@ -139,14 +140,27 @@ def open_folder(folder: Path, project_name: str = "annotations.json") -> tuple[P
         project = Project.from_folder(folder, project_name)
         return project, LoadReport(warnings=list(project.unreadable_images))
     project, report = load_project(path)
+    added, warnings = add_new_images(project, list_images(folder))
+    report.added_images.extend(added)
+    report.warnings.extend(warnings)
+    return project, report
+
+
+def add_new_images(project: Project, paths: list[Path]) -> tuple[list[ImageRecord], list[str]]:
+    """Add the images of `paths` that the project does not list yet (without notifying: call
+    before showing the project). Returns the new records and one sentence per unreadable image."""
+    from annotator.core.images import read_image_size
+
     known = {os.path.normcase(project.image_path(r).resolve()) for r in project.images}
-    for image_path in list_images(folder):
-        if os.path.normcase(image_path.resolve()) in known:
+    added: list[ImageRecord] = []
+    warnings: list[str] = []
+    for image_path in paths:
+        if os.path.normcase(Path(image_path).resolve()) in known:
             continue
         try:
             width, height = read_image_size(image_path)
         except UserError as exc:
-            report.warnings.append(str(exc))
+            warnings.append(str(exc))
             continue
         record = ImageRecord(
             project.next_image_id(),
@@ -155,8 +169,8 @@ def open_folder(folder: Path, project_name: str = "annotations.json") -> tuple[P
             height,
         )
         project.add_image(record, notify=False)
-        report.added_images.append(record)
-    return project, report
+        added.append(record)
+    return added, warnings
 
 
 # ----------------------------------------------------------------------------------------- load
