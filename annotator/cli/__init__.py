@@ -53,7 +53,9 @@ def _gui_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--checkpoint", help="SAM checkpoint (.pth) to load")
     parser.add_argument(
-        "--model-type", default="auto", choices=["auto", "vit_b", "vit_l", "vit_h"],
+        "--model-type",
+        default="auto",
+        choices=["auto", "vit_b", "vit_l", "vit_h"],
         help="SAM architecture; auto reads it from the checkpoint",
     )
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")

@@ -159,7 +159,11 @@ def run_app(args) -> int:
     # An unexpected error autosaves first, then shows a copyable report; the app keeps running.
     crash_handler = install_excepthook(lambda: window.autosave(force=True), lambda: window)
     window.show()
-    if needs_model and not settings.model_choice_made and not os.environ.get("ANNOTATOR_BENCH_SHOWN"):
+    if (
+        needs_model
+        and not settings.model_choice_made
+        and not os.environ.get("ANNOTATOR_BENCH_SHOWN")
+    ):
         QTimer.singleShot(0, lambda: _first_run_dialog(window, settings))
     QTimer.singleShot(0, window.start_inference)
     QTimer.singleShot(0, window.offer_autosave)
