@@ -1,0 +1,99 @@
+"""File → Export… and File → Relink Images…, driven through their real dialogs."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+
+
+@pytest.fixture
+def project_with_masks(image_folder):
+    from annotator.core.coco import save_project
+    from annotator.core.project import Project, annotation_from_mask
+
+    project = Project.from_folder(image_folder)
+    for index, record in enumerate(project.images):
+        mask = np.zeros((record.height, record.width), bool)
+        mask[10 : 30 + index, 20:50] = True
+        project.insert_annotation(
+            annotation_from_mask(index + 1, record.id, project.categories[0].id, mask)
+        )
+    save_project(project)
+    return project
+
+
+def test_export_dialog_suggests_a_destination_per_format(qtbot, project_with_masks):
+    from annotator.qt.file_dialogs import ExportDialog
+
+    dialog = ExportDialog(project_with_masks)
+    qtbot.addWidget(dialog)
+    assert dialog.fmt() == "coco"
+    assert dialog.dest().suffix == ".json"
+    dialog.format_box.setCurrentIndex(dialog.format_box.findData("png"))
+    assert dialog.dest().name == "annotations-png"
+
+
+def test_export_runs_off_the_gui_thread_and_pycocotools_reads_it(
+    qtbot, project_with_masks, tmp_path
+):
+    from pycocotools.coco import COCO
+
+    from annotator.qt.file_dialogs import export_with_progress
+
+    parent = _parent(qtbot)
+    dest = tmp_path / "out.json"
+    report = export_with_progress(parent, project_with_masks, "coco", dest)
+    assert report.annotations == 3
+    coco = COCO(str(dest))
+    assert len(coco.anns) == 3
+    for annotation in project_with_masks.all_annotations():
+        assert np.array_equal(
+            coco.annToMask(coco.anns[annotation.id]).astype(bool), annotation.mask()
+        )
+
+
+def test_export_failure_is_a_user_error(qtbot, project_with_masks, tmp_path):
+    from annotator.errors import UserError
+    from annotator.qt.file_dialogs import export_with_progress
+
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with pytest.raises(UserError):
+        export_with_progress(_parent(qtbot), project_with_masks, "png", blocker / "sub")
+
+
+def test_relink_finds_moved_images_by_name(qtbot, project_with_masks, tmp_path, monkeypatch):
+    from PySide6.QtWidgets import QFileDialog, QMessageBox
+
+    from annotator.core.commands import ReplaceImages, UndoStack
+    from annotator.qt.file_dialogs import choose_relinks, missing_images
+
+    project = project_with_masks
+    moved = tmp_path / "moved" / "deeper"
+    moved.mkdir(parents=True)
+    for record in project.images:
+        shutil.move(project.image_path(record), moved / record.file_name)
+    assert len(missing_images(project)) == 3
+    messages = []
+    monkeypatch.setattr(
+        QFileDialog, "getExistingDirectory", lambda *a, **k: str(tmp_path / "moved")
+    )
+    monkeypatch.setattr(QMessageBox, "information", lambda *a, **k: messages.append(a[2]))
+    records = choose_relinks(_parent(qtbot), project)
+    assert "Found 3 of 3" in messages[0]
+    stack = UndoStack(project)
+    stack.push(ReplaceImages(records))
+    assert missing_images(project) == []
+    assert len(project.all_annotations()) == 3  # annotations kept
+    stack.undo()
+    assert len(missing_images(project)) == 3
+
+
+def _parent(qtbot):
+    from PySide6.QtWidgets import QWidget
+
+    widget = QWidget()
+    qtbot.addWidget(widget)
+    return widget
