@@ -19,7 +19,7 @@ from PySide6.QtGui import QColor, QImage, QMouseEvent, QPainter, QPen, QWheelEve
 from PySide6.QtWidgets import QSizePolicy, QWidget
 
 from annotator.qt.image_loader import DisplayImage
-from annotator.qt.overlay import OverlayItem, render_overlay
+from annotator.qt.overlay import OverlayItem, render_highlight, render_outlines, render_overlay
 
 CLICK_TOLERANCE = 4  # screen pixels: a press and release closer than this is a click, not a box
 MIN_ZOOM, MAX_ZOOM = 0.005, 64.0
@@ -30,6 +30,7 @@ GESTURES = (
     ("Left click", "Add a foreground point"),
     ("Right click", "Add a background point"),
     ("Left drag", "Draw a box"),
+    ("Left click on a proposal", "Accept it (after Segment Everything)"),
     ("Wheel", "Zoom about the cursor"),
     ("Middle drag / Space + drag", "Pan"),
 )
@@ -63,6 +64,9 @@ class Canvas(QWidget):
         self._live_mask: np.ndarray | None = None
         self._live_color = (255, 255, 255)
         self._live: tuple[QImage, int] | None = None
+        self._proposals: tuple[QImage, int] | None = None  # segment-everything outlines
+        self._hovered = None  # the proposal under the cursor (a CompactProposal) or None
+        self._hover: tuple[QImage, int, int, int] | None = None
         self._points = np.zeros((0, 2), np.float32)
         self._labels = np.zeros((0,), np.int32)
         self._box: np.ndarray | None = None
@@ -108,6 +112,7 @@ class Canvas(QWidget):
         self.image = image
         self._items, self._overlay = [], None
         self._live_mask, self._live = None, None
+        self._proposals, self._hovered, self._hover = None, None, None
         self.set_prompts(np.zeros((0, 2), np.float32), np.zeros((0,), np.int32), None)
         self.fit()
 
@@ -120,6 +125,37 @@ class Canvas(QWidget):
         """The mask being edited (HxW bool at the image size), or None."""
         self._live_mask, self._live_color = mask, color
         self._rebuild_live()
+
+    def set_proposals(self, proposals) -> None:
+        """Segment-everything proposals to outline: objects with `crop()` (h x w bool) and `box`
+        ((x0, y0, x1, y1) image pixels, exclusive), e.g. CompactProposal; [] to remove them."""
+        self._proposals = None
+        if self.image is not None and proposals:
+            self._proposals = render_outlines(
+                [(p.crop(), p.box) for p in proposals], self.image.width, self.image.height
+            )
+        self.update()
+
+    def set_hovered(self, proposal, color: tuple[int, int, int] = (255, 255, 255)) -> None:
+        """Highlight `proposal` (as in `set_proposals`; None: no highlight) filled in `color`."""
+        if proposal is self._hovered:
+            return
+        self._hovered, self._hover = proposal, None
+        if self.image is not None and proposal is not None:
+            self._hover = render_highlight(
+                proposal.crop(),
+                proposal.box,
+                color,
+                self.image.width,
+                self.image.height,
+                min(1.0, self.opacity + 0.1),
+            )
+        self.update()
+
+    @property
+    def hovered(self):
+        """The highlighted proposal, or None."""
+        return self._hovered
 
     def set_prompts(self, points: np.ndarray, labels: np.ndarray, box: np.ndarray | None) -> None:
         """Points (Nx2, image pixels), labels (N, 1 fg / 0 bg) and box (XYXY or None) to draw."""
@@ -214,9 +250,13 @@ class Canvas(QWidget):
             return
         self._draw_image(painter, visible)
         if self.overlays_visible:
-            for layer in (self._overlay, self._live):
+            for layer in (self._overlay, self._proposals):
                 if layer is not None:
                     self._draw_layer(painter, visible, *layer)
+            if self._hover is not None:
+                self._draw_patch(painter, *self._hover)
+            if self._live is not None:
+                self._draw_layer(painter, visible, *self._live)
             self._draw_prompts(painter)
         self._draw_drag(painter)
 
@@ -246,6 +286,18 @@ class Canvas(QWidget):
     def _draw_layer(self, painter: QPainter, visible: QRectF, layer: QImage, step: int) -> None:
         painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, False)
         painter.drawImage(visible, layer, self._source_rect(visible, step))
+
+    def _draw_patch(self, painter: QPainter, patch: QImage, step: int, row: int, col: int) -> None:
+        """A layer that covers only overlay pixels [row, row + h) x [col, col + w) at 1/step."""
+        painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, False)
+        size = step * self.scale
+        target = QRectF(
+            self.offset.x() + col * size,
+            self.offset.y() + row * size,
+            patch.width() * size,
+            patch.height() * size,
+        )
+        painter.drawImage(target, patch)
 
     def _draw_prompts(self, painter: QPainter) -> None:
         painter.setRenderHint(QPainter.RenderHint.Antialiasing, True)

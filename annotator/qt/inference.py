@@ -11,8 +11,13 @@ PromptSession drops predictions whose revision is not its current one. So a resu
 or prompt state the user has left is never shown.
 
 Priorities inside the worker: load the engine, then decode (a person is waiting on a click), then
-encode the current image, then pre-encode the next images into the cache, one at a time, so a
-click or a navigation is answered after at most one prefetch job.
+encode the current image, then segment everything (Ctrl+E), then pre-encode the next images into
+the cache, one at a time, so a click or a navigation is answered after at most one prefetch job.
+
+Segment everything takes seconds to minutes; it runs on the same worker (the only code touching
+the engine) and polls the job's `cancel` event between batches of points. The controller sets that
+event on navigation, on a model change and on shutdown, and drops the job's result by
+(generation, key, serial) like any other; the Cancel button sets it too.
 """
 
 from __future__ import annotations
@@ -45,6 +50,18 @@ class EngineInfo:
     name: str
     device: str
     fingerprint: str
+    automatic: bool = False  # can segment everything (a SAM engine with its `model`)
+
+
+NEEDS_SAM = (
+    "Segment everything needs a SAM model; the classic engine cannot propose masks. "
+    "Choose a checkpoint with Ctrl+M."
+)
+
+
+def supports_automatic(engine) -> bool:
+    """Whether `generate_proposals` can run with `engine` (it needs the segment_anything model)."""
+    return getattr(engine, "model", None) is not None
 
 
 @dataclass(frozen=True)
@@ -60,6 +77,31 @@ class DecodeJob:
     key: str  # the image's path as a string (as EncodeJob.key)
     revision: int
     prompts: Prompts
+
+
+@dataclass(frozen=True)
+class AutoMaskJob:
+    """Segment everything on one image. cancel: set by the GUI thread to stop it early."""
+
+    generation: int
+    key: str  # the image's path as a string (as EncodeJob.key)
+    serial: int  # which Ctrl+E run: a restarted run's late results are dropped
+    settings: object  # AutoMaskSettings
+    cancel: threading.Event
+
+
+@dataclass(frozen=True)
+class AutoMasked:
+    """How a segment-everything run ended: proposals (a list of CompactProposal, best first), or
+    cancelled, or a one-sentence failure message."""
+
+    generation: int
+    key: str
+    serial: int
+    proposals: tuple = ()
+    cancelled: bool = False
+    message: str = ""
+    seconds: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -126,6 +168,8 @@ class InferenceWorker(QObject):
     decoded = Signal(object)  # Decoded
     failed = Signal(object)  # Failure
     prefetched = Signal(str)  # key
+    auto_progress = Signal(int, int, int)  # serial, done, total
+    auto_finished = Signal(object)  # AutoMasked
     _wake = Signal()
 
     MEMORY_EMBEDDINGS = 4  # current image + prefetched neighbours (SAM: 4 MiB each)
@@ -144,6 +188,7 @@ class InferenceWorker(QObject):
         self._engine_spec: EngineSpec | None = None
         self._encode: EncodeJob | None = None
         self._decode: DecodeJob | None = None
+        self._auto: AutoMaskJob | None = None
         self._prefetch: list[str] = []
         self._stopping = False
         # Worker-thread state: never touched from the GUI thread.
@@ -163,7 +208,13 @@ class InferenceWorker(QObject):
         with self._mailbox_lock:
             self._encode = job
             self._decode = None
+            self._auto = None  # of the previous image (the controller also set its cancel)
             self._prefetch = []  # navigation cancels what is queued
+        self._wake.emit()
+
+    def submit_auto(self, job: AutoMaskJob) -> None:
+        with self._mailbox_lock:
+            self._auto = job
         self._wake.emit()
 
     def submit_decode(self, job: DecodeJob) -> None:
@@ -180,7 +231,7 @@ class InferenceWorker(QObject):
         """Drop everything waiting; the job in progress finishes, then the thread can quit."""
         with self._mailbox_lock:
             self._stopping = True
-            self._engine_spec = self._encode = self._decode = None
+            self._engine_spec = self._encode = self._decode = self._auto = None
             self._prefetch = []
 
     # ---------------------------------------------------------------- worker-thread side
@@ -197,6 +248,9 @@ class InferenceWorker(QObject):
             if self._encode is not None:
                 job, self._encode = self._encode, None
                 return job
+            if self._auto is not None:
+                job, self._auto = self._auto, None
+                return job
             if self._prefetch and self.engine is not None:
                 return ("prefetch", self._prefetch.pop(0))
             return None
@@ -210,6 +264,8 @@ class InferenceWorker(QObject):
                 self._run_decode(job)
             elif isinstance(job, EncodeJob):
                 self._run_encode(job)
+            elif isinstance(job, AutoMaskJob):
+                self._run_auto(job)
             else:
                 self._run_prefetch(job[1])
 
@@ -224,7 +280,9 @@ class InferenceWorker(QObject):
             self.engine_failed.emit(str(exc))
             return
         self.engine = engine
-        self.engine_loaded.emit(EngineInfo(engine.name, engine.device, engine.fingerprint))
+        self.engine_loaded.emit(
+            EngineInfo(engine.name, engine.device, engine.fingerprint, supports_automatic(engine))
+        )
 
     def _load_image(self, path: str):
         if self._image_loader is not None:
@@ -276,6 +334,55 @@ class InferenceWorker(QObject):
             Decoded(job.generation, job.key, job.revision, prediction, time.perf_counter() - start)
         )
 
+    def _run_auto(self, job: AutoMaskJob) -> None:
+        """Segment everything on the job's image, with its embedding from memory when there.
+
+        The embedding is passed whatever the crop layers: with crop_n_layers == 0 the image
+        encoder does not run at all; with crops it still serves the full-image crop.
+        """
+        from annotator.engines.automatic import Cancelled, generate_proposals
+        from annotator.qt.proposals import CompactProposal
+
+        def finish(**result) -> None:
+            self.auto_finished.emit(AutoMasked(job.generation, job.key, job.serial, **result))
+
+        if self.engine is None:
+            finish(message="No model is loaded.")
+            return
+        if not supports_automatic(self.engine):
+            finish(message=NEEDS_SAM)
+            return
+        if job.cancel.is_set():
+            finish(cancelled=True)
+            return
+        start = time.perf_counter()
+        try:
+            embedding, _ = self._embedding_for(job.key, job.key)
+            image = self._load_image(job.key)
+            proposals = generate_proposals(
+                self.engine,
+                image,
+                job.settings,
+                embedding=embedding,
+                progress=lambda done, total: self.auto_progress.emit(job.serial, done, total),
+                cancelled=job.cancel.is_set,
+            )
+            compact = []
+            while proposals:  # full-size masks leave memory one by one as they are packed
+                proposal = proposals.pop(0)
+                packed = CompactProposal.from_mask(
+                    proposal.mask, proposal.predicted_iou, proposal.stability_score
+                )
+                if packed is not None:  # the small-region clean-up can empty a mask
+                    compact.append(packed)
+        except Cancelled:
+            finish(cancelled=True)
+            return
+        except Exception as exc:
+            finish(message=str(exc))
+            return
+        finish(proposals=tuple(compact), seconds=time.perf_counter() - start)
+
     def _run_prefetch(self, path: str) -> None:
         try:
             self._embedding_for(path, path)
@@ -296,6 +403,8 @@ class InferenceController(QObject):
     state_changed = Signal(object, str)  # EmbeddingState, detail for the status bar
     prediction_ready = Signal(int, object)  # revision, Prediction (current image only)
     error = Signal(str)
+    auto_progress = Signal(int, int)  # done, total of the running segment-everything job
+    auto_finished = Signal(object)  # AutoMasked of the running job (current image only)
 
     def __init__(self, worker: InferenceWorker | None = None, parent=None) -> None:
         super().__init__(parent)
@@ -312,12 +421,16 @@ class InferenceController(QObject):
         self.encode_started_at: float | None = None
         self._waiting_decode: DecodeJob | None = None
         self._prefetch: list[str] = []
+        self._auto_job: AutoMaskJob | None = None
+        self._auto_serial = 0
         self.worker.engine_loaded.connect(self._on_engine_loaded)
         self.worker.engine_failed.connect(self._on_engine_failed)
         self.worker.encode_started.connect(self._on_encode_started)
         self.worker.encoded.connect(self._on_encoded)
         self.worker.decoded.connect(self._on_decoded)
         self.worker.failed.connect(self._on_failed)
+        self.worker.auto_progress.connect(self._on_auto_progress)
+        self.worker.auto_finished.connect(self._on_auto_finished)
 
     # ---------------------------------------------------------------- requests
     def start(self, spec: EngineSpec) -> None:
@@ -326,6 +439,7 @@ class InferenceController(QObject):
         self.load_engine(spec)
 
     def load_engine(self, spec: EngineSpec) -> None:
+        self.cancel_auto()
         self.engine_info = None
         self.embedding_ready = False
         self.generation += 1
@@ -336,6 +450,7 @@ class InferenceController(QObject):
 
     def set_image(self, path: str | None) -> None:
         """The user moved to another image: everything about the previous one is now stale."""
+        self.cancel_auto()
         self.generation += 1
         self.key = path
         self.embedding_ready = False
@@ -366,8 +481,35 @@ class InferenceController(QObject):
         if self.embedding_ready:
             self.worker.submit_prefetch(self._prefetch)
 
+    @property
+    def auto_running(self) -> bool:
+        """A segment-everything job of the current image is queued or running."""
+        return self._auto_job is not None
+
+    def request_auto_masks(self, settings) -> bool:
+        """Segment everything on the current image with `settings` (AutoMaskSettings).
+
+        Returns False (and does nothing) when there is no image or a job is already running.
+        Progress comes as `auto_progress(done, total)`, the end as `auto_finished(AutoMasked)`.
+        """
+        if self.key is None or self._auto_job is not None:
+            return False
+        self._auto_serial += 1
+        self._auto_job = AutoMaskJob(
+            self.generation, self.key, self._auto_serial, settings, threading.Event()
+        )
+        self.worker.submit_auto(self._auto_job)
+        return True
+
+    def cancel_auto(self) -> None:
+        """Stop the segment-everything job, if any; its result, whenever it lands, is dropped."""
+        if self._auto_job is not None:
+            self._auto_job.cancel.set()
+            self._auto_job = None
+
     def shutdown(self) -> None:
         """Stop cleanly: drop queued work, let the running job finish, join the thread."""
+        self.cancel_auto()  # a segment-everything run stops at its next batch
         self.worker.stop()
         if self.thread.isRunning():
             self.thread.quit()
@@ -420,6 +562,25 @@ class InferenceController(QObject):
         if not self.embedding_ready:
             self._set_state(EmbeddingState.FAILED, failure.message)
         self.error.emit(failure.message)
+
+    def _is_auto_job(self, generation: int, key: str, serial: int) -> bool:
+        job = self._auto_job
+        return (
+            job is not None
+            and self._current(generation, key)
+            and (job.generation, job.key, job.serial) == (generation, key, serial)
+        )
+
+    def _on_auto_progress(self, serial: int, done: int, total: int) -> None:
+        job = self._auto_job
+        if job is not None and job.serial == serial and not job.cancel.is_set():
+            self.auto_progress.emit(done, total)
+
+    def _on_auto_finished(self, result: AutoMasked) -> None:
+        if not self._is_auto_job(result.generation, result.key, result.serial):
+            return  # cancelled by navigation, a model change or a restart: never shown
+        self._auto_job = None
+        self.auto_finished.emit(result)
 
     def encode_progress(self) -> float | None:
         """0..1 estimate of the running embedding from the last one's duration, or None."""

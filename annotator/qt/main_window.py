@@ -4,6 +4,11 @@ Flow of a click: the canvas emits image coordinates -> the PromptSession records
 revision) -> the controller decodes it on the worker (or holds it until the embedding lands) ->
 a prediction for the current image and revision is stored in the session and drawn; anything
 older is dropped. Enter turns the chosen mask into an annotation through the one UndoStack.
+
+Segment everything (Ctrl+E) runs on the same worker with the current image's embedding; its
+proposals (a ProposalSet of compact masks) are outlined on the canvas until they are accepted
+(a click inside one: one undo step; Ctrl+Shift+E: all, one undo step), discarded (Esc) or the
+image changes. Esc while it runs cancels it; navigation cancels it and drops its result.
 """
 
 from __future__ import annotations
@@ -18,21 +23,25 @@ from PySide6.QtWidgets import (
     QColorDialog,
     QDockWidget,
     QFileDialog,
+    QHBoxLayout,
     QInputDialog,
     QLabel,
     QMainWindow,
     QMenu,
     QMessageBox,
     QProgressBar,
+    QPushButton,
     QSlider,
     QSplitter,
     QToolBar,
+    QToolButton,
     QWidget,
 )
 
 from annotator.core.commands import (
     AddAnnotation,
     AddCategory,
+    CompositeCommand,
     DeleteAnnotations,
     DeleteCategory,
     RecolorCategory,
@@ -54,6 +63,8 @@ from annotator.qt.actions import ShortcutSheet, build_actions
 from annotator.qt.canvas import GESTURES, Canvas
 from annotator.qt.image_loader import DisplayImage, ImageLoader
 from annotator.qt.inference import (
+    NEEDS_SAM,
+    AutoMasked,
     EmbeddingState,
     EngineInfo,
     EngineSpec,
@@ -62,6 +73,13 @@ from annotator.qt.inference import (
 )
 from annotator.qt.overlay import OverlayItem
 from annotator.qt.panels import AnnotationPanel, CategoryPanel, ImageListPanel
+from annotator.qt.proposals import (
+    AcceptProposal,
+    AutoMaskSettingsDialog,
+    CompactProposal,
+    ProposalSet,
+    proposal_annotation,
+)
 from annotator.qt.settings import Settings
 from annotator.qt.undo import UndoBinding
 
@@ -89,6 +107,7 @@ class MainWindow(QMainWindow):
         self._display_token = 0
         self._mask_cache: dict[int, tuple[object, np.ndarray]] = {}
         self._selected: tuple[int, ...] = ()
+        self.proposals: ProposalSet | None = None  # segment-everything proposals on offer
         self._closing = False
         self._shortcut_sheet: ShortcutSheet | None = None
         self._restored_unsaved = False  # restored from an autosave: differs from the file
@@ -161,8 +180,51 @@ class MainWindow(QMainWindow):
         for widget in (self.model_label, self.device_label, self.state_label):
             bar.addWidget(widget)
         bar.addWidget(self.progress)
-        for widget in (self.candidate_label, self.cursor_label, self.zoom_label):
+        # Permanent widgets: a status message must not hide the Cancel button or the choices.
+        self.auto_box, self.auto_progress, self.auto_cancel = self._build_auto_box()
+        self.proposal_bar, self.proposal_label = self._build_proposal_bar()
+        for widget in (
+            self.auto_box,
+            self.proposal_bar,
+            self.candidate_label,
+            self.cursor_label,
+            self.zoom_label,
+        ):
             bar.addPermanentWidget(widget)
+
+    def _build_auto_box(self) -> tuple[QWidget, QProgressBar, QPushButton]:
+        """Status-bar box shown while Ctrl+E runs: a label, a progress bar and Cancel."""
+        box = QWidget(self)
+        layout = QHBoxLayout(box)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(QLabel("Segmenting everything…"))
+        progress = QProgressBar(box)
+        progress.setFixedWidth(160)
+        progress.setMaximumHeight(14)
+        progress.setTextVisible(False)
+        layout.addWidget(progress)
+        cancel = QPushButton("Cancel", box)
+        cancel.setToolTip("Stop Segment Everything (Esc)")
+        cancel.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        cancel.clicked.connect(self.cancel_segment_everything)
+        layout.addWidget(cancel)
+        box.hide()
+        return box, progress, cancel
+
+    def _build_proposal_bar(self) -> tuple[QWidget, QLabel]:
+        """Status-bar box shown with proposals: their count, Accept All and Discard."""
+        bar = QWidget(self)
+        layout = QHBoxLayout(bar)
+        layout.setContentsMargins(0, 0, 0, 0)
+        label = QLabel("")
+        layout.addWidget(label)
+        for name in ("accept_all_proposals", "discard_proposals"):
+            button = QToolButton(bar)
+            button.setDefaultAction(self.actions[name])
+            button.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+            layout.addWidget(button)
+        bar.hide()
+        return bar, label
 
     def _build_menus_and_toolbar(self) -> None:
         a = self.actions
@@ -194,6 +256,9 @@ class MainWindow(QMainWindow):
                     "clear_prompts",
                     None,
                     "segment_everything",
+                    "accept_all_proposals",
+                    "discard_proposals",
+                    "auto_mask_settings",
                 ],
             ),
             ("&View", ["fit", "zoom_in", "zoom_out", "hide_overlays"]),
@@ -259,8 +324,11 @@ class MainWindow(QMainWindow):
             "accept": self.accept_mask,
             "cycle_candidate": self.cycle_candidate,
             "remove_prompt": self.remove_last_prompt,
-            "clear_prompts": self.clear_prompts,
+            "clear_prompts": self.escape,
             "segment_everything": self.segment_everything,
+            "accept_all_proposals": self.accept_all_proposals,
+            "discard_proposals": self.discard_proposals,
+            "auto_mask_settings": self.edit_auto_mask_settings,
             "delete_annotations": self.delete_selected,
             "add_category": self.add_category,
             "next_image": lambda: self.go_to(self.current_index + 1),
@@ -305,6 +373,8 @@ class MainWindow(QMainWindow):
         self.controller.state_changed.connect(self._on_state)
         self.controller.prediction_ready.connect(self._on_prediction)
         self.controller.error.connect(lambda message: self.statusBar().showMessage(message, 8000))
+        self.controller.auto_progress.connect(self._on_auto_progress)
+        self.controller.auto_finished.connect(self._on_auto_finished)
         self.loader.loaded.connect(self._on_image_loaded)
         self.loader.failed.connect(self._on_image_failed)
 
@@ -319,6 +389,7 @@ class MainWindow(QMainWindow):
         self._take_lock(project.path)
         self._restored_unsaved = False
         self.session.clear()
+        self._stop_segment_everything()
         self.autosaver = _make_autosaver(project)
         self.stack = UndoStack(project)
         self.undo_binding = UndoBinding(
@@ -535,6 +606,7 @@ class MainWindow(QMainWindow):
         record = self.project.images[index]
         path = str(self.project.image_path(record))
         self.session.clear()
+        self._stop_segment_everything()  # the controller drops the old image's result too
         self.display = None
         self.annotation_panel.reset_view_state()
         self._selected = ()
@@ -559,6 +631,7 @@ class MainWindow(QMainWindow):
         self.display = display
         self.canvas.set_image(display)
         self._refresh_overlay()
+        self._refresh_proposals()
         self._refresh_live()
 
     def _on_image_failed(self, token: int, _path: str, message: str) -> None:
@@ -572,8 +645,14 @@ class MainWindow(QMainWindow):
 
     # ================================================================== prompts
     def add_point(self, x: float, y: float, positive: bool) -> None:
+        """A click: accepts the proposal under it when proposals are shown, else a prompt."""
         if self.display is None:
             return
+        if positive and self.proposals is not None and self.canvas.overlays_visible:
+            proposal = self.proposals.smallest_at(x, y)  # only proposals one can see
+            if proposal is not None:
+                self.accept_proposal(proposal)
+                return
         self.session.add_point(x, y, positive)
         self._prompts_changed(decode=True)
 
@@ -595,9 +674,154 @@ class MainWindow(QMainWindow):
         if self.session.cycle_candidate():
             self._refresh_live()
 
-    def segment_everything(self) -> None:
-        # Slot kept for the automatic-mask engine API (a colleague's); not wired yet.
-        self.statusBar().showMessage("Segment everything is not available in this build.", 4000)
+    def escape(self) -> None:
+        """Esc: cancel a running Segment Everything, else discard its proposals, else clear the
+        prompts."""
+        if self.controller.auto_running:
+            self.cancel_segment_everything()
+        elif self.proposals is not None and len(self.proposals):
+            self.discard_proposals()
+        else:
+            self.clear_prompts()
+
+    # ================================================================== segment everything
+    def segment_everything(self) -> bool:
+        """Ctrl+E: propose masks for the whole current image on the worker. Returns whether a
+        run started (not while one runs: Esc cancels it first)."""
+        status = self.statusBar()
+        if self.current_record() is None or self.controller.key is None:
+            status.showMessage("Open an image first.", 4000)
+            return False
+        info = self.controller.engine_info
+        if info is None:
+            status.showMessage("The model is not loaded yet; try again when it is.", 6000)
+            return False
+        if not info.automatic:
+            status.showMessage(NEEDS_SAM, 10000)
+            return False
+        if self.controller.auto_running:
+            status.showMessage("Segment everything is already running (Esc cancels it).", 4000)
+            return False
+        self._close_proposals()
+        if not self.controller.request_auto_masks(self.settings.auto_mask_settings):
+            return False
+        self.auto_progress.setRange(0, 0)  # busy until the first step is reported
+        self.auto_box.show()
+        return True
+
+    def cancel_segment_everything(self) -> None:
+        if self.controller.auto_running:
+            self.controller.cancel_auto()
+            self.statusBar().showMessage("Segment everything cancelled.", 4000)
+        self.auto_box.hide()
+
+    def _stop_segment_everything(self) -> None:
+        """The image or project changes: cancel a run and drop the proposals."""
+        self.controller.cancel_auto()
+        self.auto_box.hide()
+        self._close_proposals()
+
+    def _on_auto_progress(self, done: int, total: int) -> None:
+        self.auto_progress.setRange(0, max(1, total))
+        self.auto_progress.setValue(done)
+
+    def _on_auto_finished(self, result: AutoMasked) -> None:
+        """A run of the current image ended (the controller drops every other)."""
+        self.auto_box.hide()
+        if result.message:
+            self.statusBar().showMessage(f"Segment everything failed: {result.message}", 10000)
+            return
+        if result.cancelled:
+            return
+        self._close_proposals()
+        if not result.proposals:
+            self.statusBar().showMessage(
+                "Segment everything found no masks above the thresholds "
+                "(Prompts ▸ Segment Everything Settings…).",
+                8000,
+            )
+            return
+        self.proposals = ProposalSet(
+            result.key, list(result.proposals), on_change=self._refresh_proposals
+        )
+        self._refresh_proposals()
+        self.statusBar().showMessage(
+            f"{len(result.proposals)} proposals in {result.seconds:.1f} s.", 6000
+        )
+
+    def accept_proposal(self, proposal: CompactProposal) -> bool:
+        """Add `proposal` as an annotation of the current label (one undo step)."""
+        record = self._record_for_proposals()
+        if record is None:
+            return False
+        annotation = proposal_annotation(
+            self.project.next_annotation_id(), record.id, self.current_category_id, proposal
+        )
+        return self._push(AcceptProposal(annotation, proposal, self.proposals))
+
+    def accept_all_proposals(self) -> bool:
+        """Ctrl+Shift+E: every remaining proposal becomes an annotation of the current label,
+        best first, as ONE undo step (undo puts them all back on offer)."""
+        record = self._record_for_proposals()
+        if record is None or not len(self.proposals):
+            return False
+        first_id = self.project.next_annotation_id()
+        commands = [
+            AcceptProposal(
+                proposal_annotation(first_id + i, record.id, self.current_category_id, proposal),
+                proposal,
+                self.proposals,
+            )
+            for i, proposal in enumerate(self.proposals.items)
+        ]
+        return self._push(CompositeCommand(f"Accept {len(commands)} proposals", commands))
+
+    def discard_proposals(self) -> None:
+        """Drop the remaining proposals (accepted ones stay annotations)."""
+        if self.proposals is not None and len(self.proposals):
+            self.statusBar().showMessage(f"Discarded {len(self.proposals)} proposals.", 4000)
+        self._close_proposals()
+
+    def _record_for_proposals(self):
+        """The current image record when proposals of it are on offer and a label is chosen."""
+        record = self.current_record()
+        if self.proposals is None or record is None:
+            return None
+        if str(self.project.image_path(record)) != self.proposals.key:
+            return None  # never: navigation closes the set; kept as a guard against misfiling
+        if self.current_category_id is None:
+            self.statusBar().showMessage("Add a label first (Ctrl+L).", 4000)
+            return None
+        return record
+
+    def _close_proposals(self) -> None:
+        if self.proposals is not None:
+            self.proposals.close()
+            self.proposals = None
+        self._refresh_proposals()
+
+    def _refresh_proposals(self) -> None:
+        """Outline the proposals on offer and show their count with Accept All / Discard."""
+        items = self.proposals.items if self.proposals is not None else []
+        self.canvas.set_proposals(items)
+        if self.canvas.hovered is not None and self.canvas.hovered not in items:
+            self.canvas.set_hovered(None)
+        self.proposal_bar.setVisible(bool(items))
+        self.proposal_label.setText(
+            f"{len(items)} proposal{'s' if len(items) != 1 else ''}: click one to accept it"
+        )
+        self.actions["accept_all_proposals"].setEnabled(bool(items))
+        self.actions["discard_proposals"].setEnabled(bool(items))
+
+    def edit_auto_mask_settings(self) -> AutoMaskSettingsDialog:
+        """Prompts ▸ Segment Everything Settings…: a dialog; OK stores the values in Settings."""
+        dialog = AutoMaskSettingsDialog(self.settings.auto_mask_settings, self)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.accepted.connect(
+            lambda: setattr(self.settings, "auto_mask_settings", dialog.values())
+        )
+        dialog.open()
+        return dialog
 
     def _prompts_changed(self, decode: bool) -> None:
         self.canvas.set_prompts(self.session.points, self.session.labels, self.session.box)
@@ -725,6 +949,10 @@ class MainWindow(QMainWindow):
             self.cursor_label.setText("")
         else:
             self.cursor_label.setText(f"x {round(x)}  y {round(y)}")
+        if self.proposals is not None and len(self.proposals):
+            inside = not math.isnan(x) and self.canvas.overlays_visible
+            hovered = self.proposals.smallest_at(x, y) if inside else None
+            self.canvas.set_hovered(hovered, self._category_color(self.current_category_id))
 
     def _on_opacity(self, value: int) -> None:
         self.canvas.set_opacity(value / 100)
@@ -897,6 +1125,7 @@ class MainWindow(QMainWindow):
         self.settings.checkpoint = path
         self.session.clear()
         self._prompts_changed(decode=False)
+        self.auto_box.hide()  # load_engine cancels a running Segment Everything
         self.controller.load_engine(self.engine_spec)
 
     # ================================================================== dialogs

@@ -83,6 +83,77 @@ def render_overlay(
     return image.convertToFormat(QImage.Format.Format_ARGB32_Premultiplied), step
 
 
+# Proposal outlines cycle through light, saturated colours: neighbours stay distinguishable and
+# none looks like an accepted (filled) annotation.
+PROPOSAL_COLORS = (
+    (0, 255, 255),
+    (255, 128, 255),
+    (255, 255, 0),
+    (128, 255, 128),
+    (255, 170, 80),
+    (140, 180, 255),
+)
+
+
+def _sampled_crop(crop: np.ndarray, box: tuple[int, int, int, int], step: int):
+    """The pixels of an h x w crop at (x0, y0) that fall on the overlay's grid of every
+    `step`-th image pixel, and the overlay (row, col) of the first one."""
+    x0, y0 = box[0], box[1]
+    first_y, first_x = y0 + (-y0 % step), x0 + (-x0 % step)
+    return crop[first_y - y0 :: step, first_x - x0 :: step], first_y // step, first_x // step
+
+
+def _to_qimage(rgba: np.ndarray) -> QImage:
+    height, width = rgba.shape[:2]
+    image = QImage(rgba.data, width, height, width * 4, QImage.Format.Format_RGBA8888)
+    return image.convertToFormat(QImage.Format.Format_ARGB32_Premultiplied)
+
+
+def render_outlines(
+    crops: list[tuple[np.ndarray, tuple[int, int, int, int]]], width: int, height: int
+) -> tuple[QImage, int] | None:
+    """Thin opaque outlines (no fill) of masks given as (h x w bool crop, (x0, y0, x1, y1)
+    image-pixel box) pairs, coloured from PROPOSAL_COLORS in turn; (QImage, step) or None."""
+    if not crops:
+        return None
+    step = overlay_step(width, height)
+    rgba = np.zeros((math.ceil(height / step), math.ceil(width / step), 4), np.uint8)
+    for index, (crop, box) in enumerate(crops):
+        sub, row, col = _sampled_crop(crop, box, step)
+        if sub.size == 0:
+            continue
+        region = rgba[row : row + sub.shape[0], col : col + sub.shape[1]]
+        region[_edges(sub)] = (*PROPOSAL_COLORS[index % len(PROPOSAL_COLORS)], 255)
+    return _to_qimage(rgba), step
+
+
+def render_highlight(
+    crop: np.ndarray,
+    box: tuple[int, int, int, int],
+    color: tuple[int, int, int],
+    width: int,
+    height: int,
+    opacity: float,
+) -> tuple[QImage, int, int, int] | None:
+    """One mask (crop and box as in `render_outlines`) filled in `color` with a white outline:
+    the proposal under the cursor, as it would look accepted.
+
+    Returns (QImage, step, row, col) covering only the crop: its pixel (r, c) is overlay pixel
+    (row + r, col + c), i.e. image pixels from ((col + c) * step, (row + r) * step); None when
+    nothing of the mask falls on the overlay grid. Cheap enough to redo on every hover change.
+    """
+    step = overlay_step(width, height)
+    sub, row, col = _sampled_crop(crop, box, step)
+    if not sub.any():
+        return None
+    rgba = np.zeros((*sub.shape, 4), np.uint8)
+    rgba[sub] = (*color, int(round(255 * min(max(opacity, 0.0), 1.0))))
+    edge = _edges(sub)
+    rgba[edge] = (255, 255, 255, 255)
+    rgba[_edges(sub & ~edge)] = (*color, 255)
+    return _to_qimage(rgba), step, row, col
+
+
 def rgb_to_qimage(image: np.ndarray) -> QImage:
     """HxWx3 uint8 RGB numpy array -> QImage that owns a copy of the pixels."""
     height, width = image.shape[:2]

@@ -9,6 +9,8 @@ from __future__ import annotations
 from PySide6.QtCore import QByteArray, QSettings
 
 from annotator import paths
+from annotator.engines.automatic import AutoMaskSettings
+from annotator.errors import UserError
 
 MAX_RECENT = 10
 
@@ -87,6 +89,34 @@ class Settings:
     def add_recent_project(self, path: str) -> None:
         recent = [path] + [p for p in self.recent_projects if p != path]
         self.qsettings.setValue("recent/projects", recent[:MAX_RECENT])
+
+    @property
+    def auto_mask_settings(self) -> AutoMaskSettings:
+        """Segment-everything settings: segment_anything's defaults, with what the person set.
+
+        Every AutoMaskSettings field is stored (the dialog shows five; the rest can be set here).
+        A stored value that does not parse, or a set that fails `checked()`, gives the defaults.
+        """
+        from dataclasses import fields
+
+        defaults = AutoMaskSettings()
+        values = {}
+        for field in fields(AutoMaskSettings):
+            default = getattr(defaults, field.name)
+            raw = self.qsettings.value(f"segment_everything/{field.name}", default)
+            try:
+                values[field.name] = type(default)(raw)
+            except (TypeError, ValueError):
+                values[field.name] = default
+        try:
+            return AutoMaskSettings(**values).checked()
+        except UserError:  # a hand-edited INI file out of range: never block the action
+            return defaults
+
+    @auto_mask_settings.setter
+    def auto_mask_settings(self, value: AutoMaskSettings) -> None:
+        for name, item in value.checked().generator_kwargs().items():
+            self.qsettings.setValue(f"segment_everything/{name}", item)
 
     def sync(self) -> None:
         self.qsettings.sync()
