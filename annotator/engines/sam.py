@@ -558,7 +558,8 @@ class SamEngine:
             boxes = self.transform.apply_boxes(np.asarray(prompts.box), original_size)
             box = torch.as_tensor(boxes, dtype=torch.float, device=device)[None, :]
         if prompts.mask_input is not None:
-            mask_input = torch.as_tensor(prompts.mask_input, dtype=torch.float, device=device)
+            # A copy: the logits come from an immutable (read-only) Prediction.
+            mask_input = torch.tensor(prompts.mask_input, dtype=torch.float, device=device)
             mask_input = mask_input.reshape(1, 1, *mask_input.shape[-2:])  # 1x1x256x256
         model = self.model
         with self._lock, torch.inference_mode():

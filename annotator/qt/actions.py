@@ -34,6 +34,16 @@ ACTIONS: tuple[ActionSpec, ...] = (
     ),
     ActionSpec("save", "&Save", ("Ctrl+S",), "File", "Save the project"),
     ActionSpec("save_as", "Save &As…", ("Ctrl+Shift+S",), "File", "Save the project elsewhere"),
+    ActionSpec(
+        "export",
+        "&Export…",
+        ("Ctrl+Shift+X",),
+        "File",
+        "Export as COCO, polygons, PNG, cutouts, YOLO",
+    ),
+    ActionSpec(
+        "relink_images", "&Relink Images…", (), "File", "Find moved images again by file name"
+    ),
     ActionSpec("choose_model", "Choose &Model…", ("Ctrl+M",), "File", "Load a SAM checkpoint"),
     ActionSpec("quit", "&Quit", ("Ctrl+Q",), "File"),
     ActionSpec("undo", "&Undo", ("Ctrl+Z",), "Edit"),

@@ -237,6 +237,8 @@ class MainWindow(QMainWindow):
                     None,
                     "save",
                     "save_as",
+                    "export",
+                    "relink_images",
                     None,
                     "choose_model",
                     None,
@@ -319,6 +321,8 @@ class MainWindow(QMainWindow):
             "open_folder": self.open_folder_dialog,
             "save": self.save,
             "save_as": self.save_as,
+            "export": self.export,
+            "relink_images": self.relink_images,
             "choose_model": self.choose_model,
             "quit": self.close,
             "accept": self.accept_mask,
@@ -1063,10 +1067,8 @@ class MainWindow(QMainWindow):
         path = self.project.path
         if path is None:
             return False
-        try:
-            from annotator.core.autosave import load_autosave, newer_autosave
-        except ImportError:
-            return False
+        from annotator.core.autosave import load_autosave, newer_autosave
+
         sidecar = newer_autosave(path)
         if sidecar is None:
             return False
@@ -1096,28 +1098,31 @@ class MainWindow(QMainWindow):
             action.triggered.connect(lambda _=False, p=path: self.open_path(Path(p)))
         self.recent_menu.setEnabled(bool(self.settings.recent_projects))
 
+    def export(self) -> None:
+        """File → Export… (the format and destination are asked; the export runs on a thread)."""
+        from annotator.qt.file_dialogs import run_export
+
+        run_export(self, self.project)
+
+    def relink_images(self) -> None:
+        """File → Relink Images…: find moved images by file name; one undo step."""
+        from annotator.core.commands import ReplaceImages
+        from annotator.qt.file_dialogs import choose_relinks
+
+        records = choose_relinks(self, self.project)
+        if records and self._push(ReplaceImages(records)):
+            index, self.current_index = max(self.current_index, 0), -1
+            self.go_to(index)  # reload: the current image may be one that was missing
+
     def choose_model(self) -> None:
-        """Ctrl+M: the model manager (download or pick a checkpoint), else a file dialog."""
-        try:
-            from annotator.qt.first_run import FirstRunDialog
-        except ImportError:
-            FirstRunDialog = None
-        if FirstRunDialog is not None:
-            dialog = FirstRunDialog(self)
-            if not dialog.exec():
-                return
-            chosen = dialog.chosen_path()
-            path = str(chosen) if chosen else ""
-        else:
-            path, _ = QFileDialog.getOpenFileName(
-                self,
-                "Choose a SAM checkpoint",
-                self.settings.checkpoint,
-                "Checkpoints (*.pth *.pt);;All files (*)",
-            )
-            if not path:
-                return
-        self.use_checkpoint(path or None)
+        """Ctrl+M: the model manager (download a checkpoint, choose a file, or the classic engine)."""
+        from annotator.qt.first_run import FirstRunDialog
+
+        dialog = FirstRunDialog(self)
+        if not dialog.exec():
+            return
+        chosen = dialog.chosen_path()
+        self.use_checkpoint(str(chosen) if chosen else None)
 
     def use_checkpoint(self, path: str | None) -> None:
         """Load the SAM checkpoint at `path` (None: the classic engine) and remember it."""
@@ -1138,11 +1143,8 @@ class MainWindow(QMainWindow):
         from annotator import __version__
 
         info = self.controller.engine_info
-        try:  # another engineer's dialog; the menu entry works without it
-            from annotator.qt.about import AboutDialog
-        except ImportError:
-            QMessageBox.about(self, "About Annotator", f"Annotator {__version__}")
-            return
+        from annotator.qt.about import AboutDialog
+
         dialog = AboutDialog(
             __version__, info.name if info else None, info.device if info else None, parent=self
         )
@@ -1171,8 +1173,6 @@ class MainWindow(QMainWindow):
 
 
 def _make_autosaver(project: Project):
-    try:
-        from annotator.core.autosave import Autosaver
-    except ImportError:
-        return None
+    from annotator.core.autosave import Autosaver
+
     return Autosaver(project)

@@ -97,3 +97,25 @@ def _parent(qtbot):
     widget = QWidget()
     qtbot.addWidget(widget)
     return widget
+
+
+def test_window_relink_action_is_one_undo_step(
+    qtbot, make_window, recording_engine, image_folder, tmp_path, monkeypatch
+):
+    from PySide6.QtWidgets import QFileDialog, QMessageBox
+
+    from annotator.qt.file_dialogs import missing_images
+
+    window = make_window(recording_engine)
+    moved = tmp_path / "elsewhere"
+    moved.mkdir()
+    for record in window.project.images:
+        shutil.move(window.project.image_path(record), moved / record.file_name)
+    monkeypatch.setattr(QFileDialog, "getExistingDirectory", lambda *a, **k: str(moved))
+    monkeypatch.setattr(QMessageBox, "information", lambda *a, **k: None)
+    window.actions["relink_images"].trigger()
+    assert missing_images(window.project) == []
+    assert window.is_dirty()
+    qtbot.waitUntil(lambda: window.display is not None, timeout=10000)
+    window.actions["undo"].trigger()
+    assert len(missing_images(window.project)) == 3
