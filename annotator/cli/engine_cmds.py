@@ -213,8 +213,9 @@ def _segment(args) -> int:
         embedding, _ = EmbeddingCache().encode_cached(engine, image)
     prediction = engine.decode(embedding, prompts)
     best = prediction.best_index()
-    _write_mask_png(prediction.masks[best], out)
-    area = int(prediction.masks[best].sum())
+    mask = prediction.mask(best)  # only the best one is upsampled
+    _write_mask_png(mask, out)
+    area = int(mask.sum())
     print(f"{out}: {area} px, score {float(prediction.scores[best]):.3f} ({engine.name})")
     return 0
 

@@ -185,7 +185,7 @@ class PromptSession:
     def mask(self) -> np.ndarray | None:
         """HxW bool: the chosen candidate of the shown step, or None."""
         step = self.shown_step()
-        return None if step is None else step.prediction.masks[step.candidate]
+        return None if step is None else step.prediction.mask(step.candidate)
 
     def score(self) -> float | None:
         """The model's predicted IoU of `mask()`, or None."""
@@ -195,4 +195,4 @@ class PromptSession:
     def accepted_mask(self) -> np.ndarray | None:
         """HxW bool to turn into an annotation: the current step's chosen mask, only if ready."""
         prediction = self.prediction
-        return None if prediction is None else prediction.masks[self.candidate]
+        return None if prediction is None else prediction.mask(self.candidate)

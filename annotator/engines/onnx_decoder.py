@@ -1,12 +1,19 @@
 """SAM's prompt encoder + mask decoder exported to ONNX and run in onnxruntime.
 
-Same semantics as `segment_anything.SamPredictor.predict`, about 3x faster on a CPU: the graph
-returns the four low-resolution (256x256) candidates and their scores; the candidates that predict
-would return (1..3 with multimask, 0 without) are then upscaled with OpenCV to the original image
-size, cropping the padding by the real `Embedding.input_size` (segment_anything's own export crops
-by the dummy image size it was exported with, which is wrong for other aspect ratios, #579).
-Upscaling outside the graph lets big images take a faster int16 path (`upscale_masks`) and keeps
-the graph free of the image size.
+Same semantics as `segment_anything.SamPredictor.predict` (logits within ~1e-6), about 3x faster
+on a CPU at 1024x768 and 4x at 4000x3000:
+
+- The graph returns the four low-resolution (256x256) candidates and their scores. It is
+  rewritten for speed, not re-trained or approximated: the transformer's products with the 4096
+  image tokens go through the few prompt tokens (`_tokens_to_image`, `_image_to_tokens`), the
+  two ConvTranspose2d of the upscaling are MatMuls in token layout with a fused LayerNorm, and
+  without a previous mask a 4x4 mask_input makes the unused mask branch nearly free.
+- The candidates predict would return (1..3 with multimask, 0 without) are upscaled with OpenCV
+  to the original image size, cropping the padding by the real `Embedding.input_size`
+  (segment_anything's own export crops by the dummy image size it was exported with, which is
+  wrong for other aspect ratios, #579). Only the best one (the one displayed) is upscaled before
+  `decode` returns; the others when first read (`Prediction.lazy`). Big images take a faster
+  int16 path (`upscale_masks`); the graph stays free of the image size.
 
 The app exports the decoder itself from the loaded checkpoint, once per model fingerprint, into the
 user's cache folder; a file that is missing, corrupt or written by another version is re-exported.
@@ -16,6 +23,8 @@ from __future__ import annotations
 
 import os
 import tempfile
+import threading
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -23,19 +32,24 @@ import numpy as np
 from annotator.engines.base import Embedding, Prediction, Prompts
 
 # Bump when the graph's inputs, outputs or semantics change: older files are then re-exported.
-DECODER_FORMAT = "annotator-sam-decoder-v1"
+DECODER_FORMAT = "annotator-sam-decoder-v2"
 INPUT_NAMES = ("image_embeddings", "point_coords", "point_labels", "mask_input", "has_mask_input")
 OUTPUT_NAMES = ("low_res_logits", "iou_predictions")
 MODEL_INPUT_SIZE = 1024  # SAM's square input; the low-res logits cover it at 1/4 scale
 LOW_RES_SIZE = 256
+# Without a previous mask (has_mask_input 0) the mask branch's output is multiplied by 0, so
+# decode feeds a 4x4 mask_input: the branch (two stride-2 convolutions) then makes 1x1 instead of
+# 64x64 features, and the no-mask embedding broadcasts over the image (saves ~1 ms a click).
+NO_MASK_SIZE = 4
 OPSET = 17
 # Labels understood by the graph (as SamOnnxModel): -1 padding point, 0 background, 1 foreground,
 # 2 and 3 the top-left and bottom-right box corners.
 PAD_LABEL, BOX_TOP_LEFT_LABEL, BOX_BOTTOM_RIGHT_LABEL = -1.0, 2.0, 3.0
-# For big images the last (largest) resize runs on int16 logits: OpenCV resizes int16 about twice
-# as fast as float32. Its fixed-point weights (11 bits) move the 0-crossing by a fraction of a
-# pixel, so only edge pixels can flip (measured: ~800 of 12 M pixels on a mask with long, wiggly
-# edges; IoU with torch > 0.9999). The largest |logit| of a mask is scaled to this value.
+# For big images both resizes run on int16 logits: OpenCV resizes int16 about twice as fast as
+# float32 and needs no float model-frame pass. Its fixed-point weights (11 bits) move the 0-crossing
+# by a fraction of a pixel, so only edge pixels can flip (measured: ~250 of 12 M pixels on a mask
+# with long, wiggly edges; IoU with torch > 0.9999). The largest |logit| of a mask is scaled to
+# this value.
 _INT16_RANGE = 32000.0
 # Per-mask output size (pixels) above which that path pays off; below it float32 stays exact.
 LARGE_OUTPUT_PIXELS = 2_500_000
@@ -78,11 +92,13 @@ def _export_module(sam_model):
     """A torch module wrapping `sam_model`'s prompt encoder and mask decoder for tracing.
 
     forward(image_embeddings 1x256x64x64, point_coords 1xNx2 in the 1024-px model-input frame,
-    point_labels 1xN float, mask_input 1x1x256x256, has_mask_input 1) ->
-    (low_res_logits 1x4x256x256, iou_predictions 1x4); candidate 0 is the single-mask output,
-    1..3 the multimask outputs, exactly as MaskDecoder.predict_masks computes them.
+    point_labels 1xN float, mask_input 1x1x256x256 (or 1x1x4x4 with has_mask_input 0),
+    has_mask_input 1) -> (low_res_logits 1x4x256x256, iou_predictions 1x4); candidate 0 is the
+    single-mask output, 1..3 the multimask outputs, as MaskDecoder.predict_masks computes them
+    (to float rounding). Raises ValueError for a decoder whose upscaling is not SAM's.
     """
     import copy
+    import math
 
     import torch
 
@@ -94,6 +110,22 @@ def _export_module(sam_model):
             self.prompt_encoder = copy.deepcopy(sam.prompt_encoder).float().cpu()
             self.mask_decoder = copy.deepcopy(sam.mask_decoder).float().cpu()
             self.img_size = float(sam.image_encoder.img_size)
+            self.grid = tuple(int(n) for n in sam.prompt_encoder.image_embedding_size)
+            self.num_image_tokens = self.grid[0] * self.grid[1]
+            # Per-model constants, computed once: the dense positional encoding and the two
+            # ConvTranspose2d weights as C_in x (kh*kw*C_out) matrices (see _upscaled_logits).
+            with torch.no_grad():
+                image_pe = self.prompt_encoder.get_dense_pe()  # 1xCxhxw
+                self.register_buffer("key_pe", image_pe.flatten(2).permute(0, 2, 1).clone())
+                up = self.mask_decoder.output_upscaling
+                for name, conv in (("up1", up[0]), ("up2", up[3])):
+                    if tuple(conv.kernel_size) != (2, 2) or tuple(conv.stride) != (2, 2):
+                        raise ValueError("the mask decoder's upscaling is not SAM's (2x2, /2)")
+                    c_in, c_out, kh, kw = conv.weight.shape
+                    weight = conv.weight.permute(0, 2, 3, 1).reshape(c_in, kh * kw * c_out)
+                    self.register_buffer(f"{name}_weight", weight.contiguous().clone())
+                    self.register_buffer(f"{name}_bias", conv.bias.repeat(kh * kw).clone())
+                    setattr(self, f"{name}_channels", int(c_out))
 
         def _embed_points(self, coords: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
             # As PromptEncoder._embed_points/_embed_boxes, with masks instead of indexing so
@@ -112,13 +144,136 @@ def _export_module(sam_model):
             no_mask = encoder.no_mask_embed.weight.reshape(1, -1, 1, 1)
             return has_mask * encoder.mask_downscaling(mask_input) + (1 - has_mask) * no_mask
 
-        def forward(self, image_embeddings, point_coords, point_labels, mask_input, has_mask_input):
-            return self.mask_decoder.predict_masks(
-                image_embeddings=image_embeddings,
-                image_pe=self.prompt_encoder.get_dense_pe(),
-                sparse_prompt_embeddings=self._embed_points(point_coords, point_labels),
-                dense_prompt_embeddings=self._embed_mask(mask_input, has_mask_input),
+        # The two-way transformer, reassociated (not reordered): every product with the 4096
+        # image tokens goes through the few prompt tokens (T = 5 + points + 1 or 2) instead of
+        # a 128-wide projection of all image tokens: half the FLOPs for T < 16 heads' worth
+        # (8 heads x T columns instead of 128), the same math up to float rounding (~1e-6).
+        # Measured (vit_b, 2 cores): 1 point 13 ms instead of 22, 10 points 16 instead of 22;
+        # break-even near 20 points, 40 points 30 ms instead of 24 (stock predict: ~45 ms).
+
+        def _tokens_to_image(self, attn, queries, keys_with_pe, keys):
+            """attn(q=queries, k=keys_with_pe, v=keys) for T query tokens, N image tokens.
+
+            queries: 1xTxC; keys_with_pe, keys: 1xNxC. Scores q_h.(W_k,h x + b_k,h) are
+            (q_h W_k,h).x + q_h.b_k,h; and since softmax rows sum to 1, the head outputs
+            sum_n p_n (W_v,h x_n + b_v,h) are W_v,h (sum_n p_n x_n) + b_v,h.
+            """
+            heads, width = attn.num_heads, attn.internal_dim // attn.num_heads
+            channels = attn.k_proj.weight.shape[1]
+            q = attn.q_proj(queries).reshape(-1, heads, width).transpose(0, 1)  # HxTxd
+            q_keys = torch.matmul(q, attn.k_proj.weight.reshape(heads, width, channels))
+            q_bias = torch.matmul(q, attn.k_proj.bias.reshape(heads, width, 1))  # HxTx1
+            scores = torch.matmul(
+                q_keys.reshape(-1, channels), keys_with_pe.reshape(-1, channels).transpose(0, 1)
             )
+            scores = (scores.reshape(heads, -1, self.num_image_tokens) + q_bias) / math.sqrt(width)
+            probs = torch.softmax(scores, dim=-1)  # HxTxN
+            pooled = torch.matmul(
+                probs.reshape(-1, self.num_image_tokens), keys.reshape(-1, channels)
+            )  # (H*T)xC
+            v_weight = attn.v_proj.weight.reshape(heads, width, channels).transpose(1, 2)
+            out = torch.matmul(pooled.reshape(heads, -1, channels), v_weight)  # HxTxd
+            out = out.transpose(0, 1).reshape(1, -1, heads * width) + attn.v_proj.bias
+            return attn.out_proj(out)
+
+        def _image_to_tokens(self, attn, keys_with_pe, queries_with_pe, queries):
+            """attn(q=keys_with_pe, k=queries_with_pe, v=queries): N image tokens attend to T.
+
+            keys_with_pe: 1xNxC; queries_with_pe, queries: 1xTxC. Scores (W_q,h x + b_q,h).k_h
+            are x.(W_q,h^T k_h) + b_q,h.k_h; the output projection W_o (sum_t p_t v_t) is
+            sum_t p_t (W_o,h v_t), so the image side multiplies only H*T-wide matrices.
+            """
+            heads, width = attn.num_heads, attn.internal_dim // attn.num_heads
+            channels = attn.q_proj.weight.shape[1]
+            k = attn.k_proj(queries_with_pe).reshape(-1, heads, width).permute(1, 2, 0)
+            q_weight = attn.q_proj.weight.reshape(heads, width, channels).transpose(1, 2)
+            key_map = torch.matmul(q_weight, k)  # HxCxT
+            key_map = key_map.permute(1, 0, 2).reshape(channels, -1)  # Cx(H*T), (h, t) order
+            key_bias = torch.matmul(attn.q_proj.bias.reshape(heads, 1, width), k)  # Hx1xT
+            scores = torch.matmul(keys_with_pe.reshape(-1, channels), key_map) + key_bias.reshape(
+                1, -1
+            )
+            tokens = self.num_image_tokens
+            scores = scores.reshape(tokens, heads, -1) / math.sqrt(width)
+            probs = torch.softmax(scores, dim=-1).reshape(tokens, -1)  # Nx(H*T)
+            v = attn.v_proj(queries).reshape(-1, heads, width).transpose(0, 1)  # HxTxd
+            out_weight = attn.out_proj.weight.reshape(channels, heads, width).permute(1, 2, 0)
+            values = torch.matmul(v, out_weight).reshape(-1, channels)  # (H*T)xC
+            return (torch.matmul(probs, values) + attn.out_proj.bias)[None]
+
+        def _transformer(self, src: torch.Tensor, tokens: torch.Tensor):
+            """TwoWayTransformer.forward(src 1xCxhxw, self.image_pe, tokens 1xTxC) ->
+            (queries 1xTxC, keys 1x(h*w)xC), with the attention above."""
+            transformer = self.mask_decoder.transformer
+            keys = src.flatten(2).permute(0, 2, 1)
+            key_pe, query_pe, queries = self.key_pe, tokens, tokens
+            for layer in transformer.layers:
+                if layer.skip_first_layer_pe:
+                    queries = layer.self_attn(q=queries, k=queries, v=queries)
+                else:
+                    q = queries + query_pe
+                    queries = queries + layer.self_attn(q=q, k=q, v=queries)
+                queries = layer.norm1(queries)
+                keys_with_pe = keys + key_pe
+                attn = layer.cross_attn_token_to_image
+                queries = queries + self._tokens_to_image(
+                    attn, queries + query_pe, keys_with_pe, keys
+                )
+                queries = layer.norm2(queries)
+                queries = layer.norm3(queries + layer.mlp(queries))
+                attn = layer.cross_attn_image_to_token
+                keys = keys + self._image_to_tokens(attn, keys_with_pe, queries + query_pe, queries)
+                keys = layer.norm4(keys)
+            attn = transformer.final_attn_token_to_image
+            queries = queries + self._tokens_to_image(attn, queries + query_pe, keys + key_pe, keys)
+            return transformer.norm_final_attn(queries), keys
+
+        def _upscaled_logits(self, src: torch.Tensor, hyper_in: torch.Tensor) -> torch.Tensor:
+            """MaskDecoder's output_upscaling + hypernetwork product, in token layout.
+
+            src: 1x(h*w)xC transformer output (image tokens, row-major); hyper_in: 1xMxC/8.
+            Returns 1xMx4hx4w logits. Each ConvTranspose2d(kernel 2, stride 2) is a MatMul
+            giving every token its 2x2 children (a, b, channel), so LayerNorm2d normalises the
+            last axis (one fused LayerNormalization, no NCHW reductions) and only the final
+            M-channel logits are shuffled into image order.
+            """
+            up = self.mask_decoder.output_upscaling
+            norm, first_act, second_act = up[1], up[2], up[4]
+            tokens = src.reshape(-1, self.up1_weight.shape[0])  # (h*w) x C
+            x = torch.matmul(tokens, self.up1_weight) + self.up1_bias  # (h*w) x (2*2*C1)
+            x = x.reshape(-1, self.up1_channels)  # (h*w*2*2) x C1
+            x = first_act(
+                torch.nn.functional.layer_norm(
+                    x, (norm.weight.shape[0],), norm.weight, norm.bias, norm.eps
+                )
+            )
+            x = torch.matmul(x, self.up2_weight) + self.up2_bias  # (h*w*4) x (2*2*C2)
+            x = second_act(x.reshape(-1, self.up2_channels))  # (h*w*16) x C2
+            logits = torch.matmul(
+                x, hyper_in.reshape(-1, self.up2_channels).transpose(0, 1)
+            )  # (h*w*16) x M
+            h, w = self.grid
+            # Rows are ordered (i, j, a, b, a2, b2): pixel (4i + 2a + a2, 4j + 2b + b2).
+            logits = logits.reshape(h, w, 2, 2, 2, 2, -1).permute(6, 0, 2, 4, 1, 3, 5)
+            return logits.reshape(1, -1, 4 * h, 4 * w)
+
+        def forward(self, image_embeddings, point_coords, point_labels, mask_input, has_mask_input):
+            # As MaskDecoder.predict_masks for one prompt set, up to the upscaling (above).
+            decoder = self.mask_decoder
+            sparse = self._embed_points(point_coords, point_labels)
+            output_tokens = torch.cat([decoder.iou_token.weight, decoder.mask_tokens.weight], 0)
+            tokens = torch.cat((output_tokens[None], sparse), dim=1)
+            src = image_embeddings + self._embed_mask(mask_input, has_mask_input)
+            hs, src = self._transformer(src, tokens)
+            mask_tokens_out = hs[:, 1 : 1 + decoder.num_mask_tokens, :]
+            hyper_in = torch.stack(
+                [
+                    mlp(mask_tokens_out[:, i, :])
+                    for i, mlp in enumerate(decoder.output_hypernetworks_mlps)
+                ],
+                dim=1,
+            )
+            return self._upscaled_logits(src, hyper_in), decoder.iou_prediction_head(hs[:, 0, :])
 
     return PromptsToLogits(sam_model).eval()
 
@@ -160,7 +315,12 @@ def export_decoder(sam_model, path: Path, fingerprint: str = "") -> Path:
                 dynamo=False,  # the TorchScript exporter: no onnxscript needed
                 input_names=list(INPUT_NAMES),
                 output_names=list(OUTPUT_NAMES),
-                dynamic_axes={"point_coords": {1: "num_points"}, "point_labels": {1: "num_points"}},
+                dynamic_axes={
+                    "point_coords": {1: "num_points"},
+                    "point_labels": {1: "num_points"},
+                    # Without a previous mask, decode feeds a 4x4 one: see NO_MASK_SIZE.
+                    "mask_input": {2: "mask_height", 3: "mask_width"},
+                },
                 opset_version=OPSET,
                 do_constant_folding=True,
             )
@@ -188,8 +348,9 @@ def _session_options(spin: bool = False):
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     # By default idle worker threads sleep instead of spinning: the app encodes the next images
     # while the user clicks, and spinning threads steal those cores. Measured here (2 cores,
-    # vit_b decoder, 1024x768): idle CPU 22.2 ms without spinning, 19.9 ms with it; busy CPU
-    # 88 ms without, 123 ms with. bench/bench_decode.py prints both.
+    # vit_b decoder, 1024x768): idle CPU 12.1 ms without spinning, 11.1 ms with it (graph v2;
+    # v1: 22.2 / 19.9); busy CPU (v1) 88 ms without, 123 ms with. bench/bench_decode.py prints
+    # both.
     options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
     return options
 
@@ -206,7 +367,11 @@ class OnnxMaskDecoder:
 
         self.path = Path(path)
         self.session = ort.InferenceSession(
-            str(self.path), _session_options(spin), providers=["CPUExecutionProvider"]
+            str(self.path),
+            _session_options(spin),
+            providers=["CPUExecutionProvider"],
+            # Its CPU kernel takes ~6 ms on 4096x256 where Add + LayerNormalization take ~0.6.
+            disabled_optimizers=["SkipLayerNormFusion"],
         )
         meta = self.session.get_modelmeta().custom_metadata_map
         inputs = tuple(i.name for i in self.session.get_inputs())
@@ -219,7 +384,8 @@ class OnnxMaskDecoder:
         if fingerprint and meta.get("fingerprint") != fingerprint:
             raise ValueError(f"{self.path} was exported from another model")
         self.fingerprint = meta.get("fingerprint", "")
-        self._no_mask = np.zeros((1, 1, LOW_RES_SIZE, LOW_RES_SIZE), np.float32)
+        self._no_mask = np.zeros((1, 1, NO_MASK_SIZE, NO_MASK_SIZE), np.float32)
+        self._scratch = _Scratch()
 
     @classmethod
     def load_or_export(cls, sam_model, fingerprint: str, cache_dir: Path) -> OnnxMaskDecoder:
@@ -246,9 +412,10 @@ class OnnxMaskDecoder:
     def check_against(self, sam_model, tolerance: float = 1e-3) -> None:
         """Raise ValueError unless this graph reproduces `sam_model`'s decoder on a probe.
 
-        One fixed random embedding and prompt (points, box corners, a mask input) through both;
-        costs one torch decode (~50 ms on a CPU). Catches a file whose weights were damaged
-        but still parse, and any export that went wrong.
+        One fixed random embedding and prompt (points, box corners), with a mask input and
+        without one (the 4x4 no-mask input), through both; costs two torch decodes (~100 ms on a
+        CPU). Catches a file whose weights were damaged but still parse, and any export or
+        runtime that went wrong.
         """
         import torch
 
@@ -257,34 +424,35 @@ class OnnxMaskDecoder:
         coords = rng.uniform(0, MODEL_INPUT_SIZE, (1, 4, 2)).astype(np.float32)
         labels = np.array([[1, 0, BOX_TOP_LEFT_LABEL, BOX_BOTTOM_RIGHT_LABEL]], np.float32)
         mask = rng.standard_normal((1, 1, LOW_RES_SIZE, LOW_RES_SIZE)).astype(np.float32)
-        ours, _ = self.session.run(
-            None,
-            {
-                "image_embeddings": features,
-                "point_coords": coords,
-                "point_labels": labels,
-                "mask_input": mask,
-                "has_mask_input": np.ones(1, np.float32),
-            },
-        )
         device = next(sam_model.mask_decoder.parameters()).device
-        with torch.no_grad():
-            tensor = lambda a: torch.from_numpy(a).to(device)  # noqa: E731
-            sparse, dense = sam_model.prompt_encoder(
-                points=(tensor(coords[:, :2]), tensor(labels[:, :2]).int()),
-                boxes=tensor(coords[:, 2:].reshape(1, 4)),
-                masks=tensor(mask),
+        tensor = lambda a: torch.from_numpy(a).to(device)  # noqa: E731
+        for mask_input in (mask, None):
+            ours, _ = self.session.run(
+                None,
+                {
+                    "image_embeddings": features,
+                    "point_coords": coords,
+                    "point_labels": labels,
+                    "mask_input": self._no_mask if mask_input is None else mask_input,
+                    "has_mask_input": np.full(1, mask_input is not None, np.float32),
+                },
             )
-            reference, _ = sam_model.mask_decoder.predict_masks(
-                image_embeddings=tensor(features),
-                image_pe=sam_model.prompt_encoder.get_dense_pe(),
-                sparse_prompt_embeddings=sparse,
-                dense_prompt_embeddings=dense,
-            )
-        reference = reference.float().cpu().numpy()
-        error = float(np.abs(ours - reference).max())
-        if not error <= tolerance * (1.0 + float(np.abs(reference).max())):
-            raise ValueError(f"{self.path} differs from the model by {error:.3g}")
+            with torch.no_grad():
+                sparse, dense = sam_model.prompt_encoder(
+                    points=(tensor(coords[:, :2]), tensor(labels[:, :2]).int()),
+                    boxes=tensor(coords[:, 2:].reshape(1, 4)),
+                    masks=None if mask_input is None else tensor(mask_input),
+                )
+                reference, _ = sam_model.mask_decoder.predict_masks(
+                    image_embeddings=tensor(features),
+                    image_pe=sam_model.prompt_encoder.get_dense_pe(),
+                    sparse_prompt_embeddings=sparse,
+                    dense_prompt_embeddings=dense,
+                )
+            reference = reference.float().cpu().numpy()
+            error = float(np.abs(ours - reference).max())
+            if not error <= tolerance * (1.0 + float(np.abs(reference).max())):
+                raise ValueError(f"{self.path} differs from the model by {error:.3g}")
 
     # -- decoding ---------------------------------------------------------------------------
 
@@ -292,7 +460,8 @@ class OnnxMaskDecoder:
         """Masks for `prompts`, as SamPredictor.predict(..., multimask_output=prompts.multimask).
 
         masks: CxHxW bool at embedding.original_size; scores: C float32; low_res_logits:
-        Cx256x256 float32 (C = 3 with multimask, else 1).
+        Cx256x256 float32 (C = 3 with multimask, else 1). Only the best candidate's full-size
+        mask is made before returning; the others are made on first access (Prediction.lazy).
         """
         if prompts.is_empty():
             raise ValueError("decode needs at least one point or a box")
@@ -317,9 +486,14 @@ class OnnxMaskDecoder:
         )
         chosen = slice(1, None) if prompts.multimask else slice(0, 1)
         low_res = np.ascontiguousarray(low_res[0, chosen])
-        masks = upscale_masks(low_res, embedding.input_size, embedding.original_size)
-        return Prediction(
-            masks=masks, scores=scores[0, chosen].astype(np.float32), low_res_logits=low_res
+        scores = scores[0, chosen].astype(np.float32)
+        # The displayed candidate (the best) is upscaled now; the others when first read.
+        return Prediction.lazy(
+            scores,
+            low_res,
+            embedding.original_size,
+            _MaskUpscaler(low_res, embedding.input_size, self._scratch),
+            eager=(int(np.argmax(scores)),),
         )
 
     @staticmethod
@@ -360,27 +534,77 @@ def upscale_masks(
     original_size. Outputs above `large_output_pixels` (default LARGE_OUTPUT_PIXELS) per mask take
     the int16 path (see _INT16_RANGE); smaller ones stay in float32.
     """
-    limit = LARGE_OUTPUT_PIXELS if large_output_pixels is None else large_output_pixels
     out_h, out_w = original_size
-    quantize = out_h * out_w > limit
     masks = np.empty((len(low_res), out_h, out_w), dtype=bool)
-    for logits, mask in zip(low_res, masks, strict=True):
-        _upscale_one(logits, input_size, mask, quantize)
+    upscaler = _MaskUpscaler(low_res, input_size, large_output_pixels=large_output_pixels)
+    for index, mask in enumerate(masks):
+        upscaler(index, mask)
     return masks
 
 
-def _upscale_one(logits: np.ndarray, input_size, out: np.ndarray, quantize: bool) -> None:
-    """One 256x256 float32 logit map -> `out` (HxW bool, written in place)."""
-    import cv2
+class _Scratch:
+    """One reusable int16 full-size buffer (a fresh 24 MB array per mask costs ~1 ms of page
+    faults at 4000x3000). Used by whoever gets it first; a concurrent user (a lazy candidate
+    made on the GUI thread while the worker decodes) allocates its own instead of waiting."""
 
-    crop_h, crop_w = input_size
-    out_h, out_w = out.shape
-    model_frame = cv2.resize(
-        logits, (MODEL_INPUT_SIZE, MODEL_INPUT_SIZE), interpolation=cv2.INTER_LINEAR
-    )[:crop_h, :crop_w]
-    if quantize:
-        peak = float(np.abs(model_frame).max())
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._buffer = np.empty((0, 0), np.int16)
+
+    @contextmanager
+    def borrow(self, shape: tuple[int, int]):
+        if not self._lock.acquire(blocking=False):
+            yield np.empty(shape, np.int16)
+            return
+        try:
+            if self._buffer.shape != shape:
+                self._buffer = np.empty(shape, np.int16)
+            yield self._buffer
+        finally:
+            self._lock.release()
+
+
+class _MaskUpscaler:
+    """make_mask(index, out) for Prediction.lazy: candidate `index` of Cx256x256 float32 logits
+    -> `out` (HxW bool, written in place), as `upscale_masks`. Keeps only the logits it was
+    given; thread-safe."""
+
+    def __init__(
+        self,
+        low_res: np.ndarray,
+        input_size: tuple[int, int],
+        scratch: _Scratch | None = None,
+        large_output_pixels: int | None = None,
+    ) -> None:
+        self.low_res = low_res
+        self.input_size = input_size
+        self.scratch = scratch or _Scratch()
+        self.limit = LARGE_OUTPUT_PIXELS if large_output_pixels is None else large_output_pixels
+
+    def __call__(self, index: int, out: np.ndarray) -> None:
+        import cv2
+
+        crop_h, crop_w = self.input_size
+        out_h, out_w = out.shape
+        logits = self.low_res[index]
+        model_size = (MODEL_INPUT_SIZE, MODEL_INPUT_SIZE)
+        if out_h * out_w <= self.limit:
+            model_frame = cv2.resize(logits, model_size, interpolation=cv2.INTER_LINEAR)
+            full = cv2.resize(
+                model_frame[:crop_h, :crop_w], (out_w, out_h), interpolation=cv2.INTER_LINEAR
+            )
+            np.greater(full, 0, out=out)
+            return
+        # Quantised before both resizes: 65 k values to scale instead of ~800 k.
+        peak = float(np.abs(logits).max())
         scale = _INT16_RANGE / peak if peak > 0 else 1.0
-        model_frame = np.rint(model_frame * scale).astype(np.int16)
-    full = cv2.resize(model_frame, (out_w, out_h), interpolation=cv2.INTER_LINEAR)
-    np.greater(full, 0, out=out)
+        quantized = np.rint(logits * scale).astype(np.int16)
+        model_frame = cv2.resize(quantized, model_size, interpolation=cv2.INTER_LINEAR)
+        with self.scratch.borrow((out_h, out_w)) as full:
+            cv2.resize(
+                model_frame[:crop_h, :crop_w],
+                (out_w, out_h),
+                dst=full,
+                interpolation=cv2.INTER_LINEAR,
+            )
+            np.greater(full, 0, out=out)

@@ -227,3 +227,42 @@ def test_upscaling_matches_sam_postprocess(tiny_sam_reference, original_size, pa
     for a, b in zip(ours, stock, strict=True):
         assert 0.1 < b.mean() < 0.9  # the probe has real edges
         assert _iou(a, b) >= 0.9995
+
+
+def test_only_the_best_mask_is_made_before_decode_returns(decoder, encoded):
+    """The displayed candidate is ready; the others are made on first access (also from another
+    thread, as the window reads them) and equal SamPredictor's."""
+    import threading
+
+    from annotator.engines.onnx_decoder import upscale_masks
+
+    predictor, embedding = encoded
+    prompts = _prompt_cases(*embedding.original_size)["box and points, multimask"]
+    prediction = decoder.decode(embedding, prompts)
+    best = prediction.best_index()
+    assert [prediction.is_made(i) for i in range(3)] == [i == best for i in range(3)]
+    other = (best + 1) % 3
+    made: list[np.ndarray] = []
+    reader = threading.Thread(target=lambda: made.append(prediction.mask(other)))
+    reader.start()
+    reader.join(timeout=30)
+    assert prediction.is_made(other) and not prediction.is_made(3 - best - other)
+    eager = upscale_masks(prediction.low_res_logits, embedding.input_size, embedding.original_size)
+    np.testing.assert_array_equal(made[0], eager[other])
+    np.testing.assert_array_equal(prediction.masks, eager)
+    _assert_same(prediction, _stock(predictor, prompts))
+
+
+def test_big_image_candidates_match_sam_predictor(decoder, tiny_sam_reference):
+    """Above LARGE_OUTPUT_PIXELS (the int16 upscaling, scratch buffer reused across decodes)."""
+    from segment_anything import SamPredictor
+
+    height, width = 1800, 2400  # 4.3 M pixels per mask
+    predictor = SamPredictor(tiny_sam_reference)
+    predictor.set_image(_smooth_image(height, width, seed=7))
+    embedding = Embedding(
+        (height, width), tuple(predictor.input_size), predictor.features.numpy(), "tiny-test"
+    )
+    for case in ("one point, multimask", "box, single"):
+        prompts = _prompt_cases(height, width)[case]
+        _assert_same(decoder.decode(embedding, prompts), _stock(predictor, prompts))

@@ -23,7 +23,7 @@ def controller_for(qtbot):
         worker = InferenceWorker(engine_loader=lambda spec: engine, cache_factory=None)
         controller = InferenceController(worker)
         controller.start(EngineSpec("tiny.pth"))
-        qtbot.waitUntil(lambda: controller.engine_info is not None)
+        qtbot.waitUntil(lambda: controller.engine_info is not None, timeout=30000)
         controllers.append(controller)
         return controller
 
@@ -66,12 +66,12 @@ def test_clicks_wait_for_the_embedding_and_the_latest_wins(
     answers = []
     controller.prediction_ready.connect(lambda revision, p: answers.append((revision, p)))
     controller.set_image(str(image_folder / "img1.png"))
-    qtbot.waitUntil(engine.encoding.is_set)
+    qtbot.waitUntil(engine.encoding.is_set, timeout=30000)
     assert controller.state is EmbeddingState.ENCODING
     for revision, x in ((1, 10.0), (2, 20.0), (3, 30.0)):
         controller.request_decode(revision, _point(x, 15.0))
     engine.gate.set()
-    qtbot.waitUntil(lambda: len(answers) == 1)
+    qtbot.waitUntil(lambda: len(answers) == 1, timeout=30000)
     qtbot.wait(50)
     assert [revision for revision, _ in answers] == [3]
     assert len(engine.decoded_prompts) == 1
@@ -84,13 +84,13 @@ def test_results_for_a_left_image_are_dropped(qtbot, controller_for, tiny_engine
     answers = []
     controller.prediction_ready.connect(lambda revision, p: answers.append(revision))
     controller.set_image(str(image_folder / "img1.png"))
-    qtbot.waitUntil(lambda: controller.embedding_ready)
+    qtbot.waitUntil(lambda: controller.embedding_ready, timeout=30000)
     engine.decode_gate.clear()
     controller.request_decode(1, _point(10, 10))
     qtbot.waitUntil(engine.decoding.is_set)  # the decode is running for img1...
     controller.set_image(str(image_folder / "img2.png"))  # ...when the user moves on
     engine.decode_gate.set()
-    qtbot.waitUntil(lambda: controller.embedding_ready)
+    qtbot.waitUntil(lambda: controller.embedding_ready, timeout=30000)
     assert len(engine.decoded_prompts) == 1  # it was computed
     qtbot.wait(50)
     assert answers == []  # and dropped
@@ -104,13 +104,13 @@ def test_prefetch_encodes_the_next_images(qtbot, controller_for, tiny_engine, im
     paths = [str(image_folder / f"img{i}.png") for i in (1, 2, 3)]
     controller.set_image(paths[0])
     controller.set_prefetch(paths[1:])
-    qtbot.waitUntil(lambda: prefetched == paths[1:])
+    qtbot.waitUntil(lambda: prefetched == paths[1:], timeout=30000)
     assert len(engine.encoded_shapes) == 3
     # The prefetched image opens from memory: no new encode.
     hits = []
     controller.worker.encoded.connect(lambda result: hits.append(result.cache_hit))
     controller.set_image(paths[1])
-    qtbot.waitUntil(lambda: controller.embedding_ready)
+    qtbot.waitUntil(lambda: controller.embedding_ready, timeout=30000)
     assert hits == [True] and len(engine.encoded_shapes) == 3
 
 
@@ -122,13 +122,13 @@ def test_navigation_cancels_queued_prefetch(qtbot, controller_for, tiny_engine, 
     controller.worker.prefetched.connect(prefetched.append)
     paths = [str(image_folder / f"img{i}.png") for i in (1, 2, 3)]
     controller.set_image(paths[0])
-    qtbot.waitUntil(lambda: controller.embedding_ready)
+    qtbot.waitUntil(lambda: controller.embedding_ready, timeout=30000)
     engine.gate.clear()
     controller.set_prefetch(paths[1:])
     qtbot.waitUntil(engine.encoding.is_set)  # prefetching paths[1], held
     controller.set_image(paths[0])  # navigation, with paths[2] still queued
     engine.gate.set()
-    qtbot.waitUntil(lambda: controller.embedding_ready)
+    qtbot.waitUntil(lambda: controller.embedding_ready, timeout=30000)
     qtbot.wait(300)
     assert prefetched == [paths[1]]
     assert len(engine.encoded_shapes) == 3  # paths[0], paths[1] (prefetch), paths[0] again
@@ -141,7 +141,7 @@ def test_shutdown_while_encoding_joins_the_thread(qtbot, controller_for, tiny_en
     engine.gate.clear()
     controller = controller_for(engine)
     controller.set_image(str(image_folder / "img1.png"))
-    qtbot.waitUntil(engine.encoding.is_set)
+    qtbot.waitUntil(engine.encoding.is_set, timeout=30000)
     threading.Timer(0.2, engine.gate.set).start()
     controller.shutdown()
     assert controller.thread.isFinished()
@@ -157,6 +157,6 @@ def test_engine_failure_is_reported(qtbot, image_folder):
     failures = []
     controller.engine_failed.connect(failures.append)
     controller.start(EngineSpec("tiny.pth"))
-    qtbot.waitUntil(lambda: failures == ["tiny.pth is not a SAM checkpoint."])
+    qtbot.waitUntil(lambda: failures == ["tiny.pth is not a SAM checkpoint."], timeout=30000)
     assert controller.state is EmbeddingState.FAILED
     controller.shutdown()
