@@ -9,7 +9,7 @@ filters, non-maximum suppressions and small-region clean-up, reused from segment
   `encode` (the fast encoder).
 - The mask decoder's two-way transformer runs once for a batch of points on one shared copy of
   the image embedding (stock repeats it per point), and its attention projections over the 4096
-  image tokens are folded into the 7 prompt tokens (see `_two_way_transformer`): about half the
+  image tokens are folded into the 7 prompt tokens (see `two_way.py`): about half the
   multiply-adds per point, equal to stock up to float rounding (~1e-6 on the logits).
 - The predicted-IoU filter runs before anything is upsampled: points whose three candidates all fail
   it skip the decoder's upscaling convolutions, and masks that fail it are never interpolated to the
@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from annotator.engines.base import Embedding
+from annotator.engines.two_way import two_way_transformer
 from annotator.errors import UserError
 
 ProgressCallback = Callable[[int, int], None]
@@ -369,7 +370,7 @@ def _generator_class():
             # repeat_interleave); no mask input, so the dense embeddings are all equal.
             src = self.predictor.features + dense[:1]
             image_pe = self.predictor.model.prompt_encoder.get_dense_pe()
-            hs, keys = _two_way_transformer(decoder.transformer, src, image_pe, tokens)
+            hs, keys = two_way_transformer(decoder.transformer, src, image_pe, tokens)
             _, c, h, w = src.shape
 
             iou_preds = decoder.iou_prediction_head(hs[:, 0, :])[:, 1:]
@@ -454,133 +455,3 @@ def _rle_to_mask(rle: dict) -> np.ndarray:
     values = np.arange(len(counts)) % 2 == 1  # runs alternate, starting with zeros
     flat = np.repeat(values, counts)
     return np.ascontiguousarray(flat.reshape(width, height).transpose())
-
-
-# -- the mask decoder's two-way transformer, for a batch of prompts on one image ------------------
-#
-# segment_anything's TwoWayTransformer, rewritten for B prompts sharing one image: the image
-# tokens are not repeated B times, `keys + key_pe` is computed once per block, and the attention
-# projections that act on the N = 4096 image tokens are folded into the few prompt tokens
-# (T = 7): for tokens attending to the image, q.(x Wk + bk) = (q Wk^T).x + const, and the
-# per-query constant cancels in the softmax; softmax(.) (x Wv + bv) = (softmax(.) x) Wv + bv. For
-# the image attending to the tokens, (x Wq + bq).k = x.(Wq^T k) + bq.k, and the output projection
-# is applied to the T values before mixing. Same arithmetic up to float rounding (1e-6 here),
-# about half the multiply-adds per prompt and no BxNx128 intermediates.
-
-
-def _two_way_transformer(transformer, image_embedding, image_pe, point_embedding):
-    """TwoWayTransformer.forward for a 1xCxHxW image embedding shared by B prompts.
-
-    point_embedding: BxTxC. Returns (queries BxTxC, keys BxNxC), N = H*W, as stock returns them
-    for the image repeated B times. Falls back to the module itself for transformers of another
-    structure.
-    """
-    if not _is_stock_two_way(transformer) or image_embedding.shape[0] != 1:
-        return transformer(image_embedding, image_pe, point_embedding)
-    keys = image_embedding.flatten(2).permute(0, 2, 1)
-    key_pe = image_pe.flatten(2).permute(0, 2, 1)
-    queries = query_pe = point_embedding
-    for layer in transformer.layers:
-        if layer.skip_first_layer_pe:
-            queries = layer.self_attn(q=queries, k=queries, v=queries)
-        else:
-            q = queries + query_pe
-            queries = queries + layer.self_attn(q=q, k=q, v=queries)
-        queries = layer.norm1(queries)
-        keys_with_pe = keys + key_pe  # unchanged until this block's last step: computed once
-        attn_out = _tokens_to_image(
-            layer.cross_attn_token_to_image, queries + query_pe, keys_with_pe, keys
-        )
-        queries = layer.norm2(queries + attn_out)
-        queries = layer.norm3(queries + layer.mlp(queries))
-        attn_out = _image_to_tokens(
-            layer.cross_attn_image_to_token, keys_with_pe, queries + query_pe, queries
-        )
-        keys = layer.norm4(keys + attn_out)
-    attn_out = _tokens_to_image(
-        transformer.final_attn_token_to_image, queries + point_embedding, keys + key_pe, keys
-    )
-    return transformer.norm_final_attn(queries + attn_out), keys
-
-
-def _is_stock_two_way(transformer) -> bool:
-    from segment_anything.modeling.transformer import Attention, TwoWayTransformer
-
-    if type(transformer) is not TwoWayTransformer:
-        return False
-    attentions = [transformer.final_attn_token_to_image]
-    for layer in transformer.layers:
-        attentions += [layer.cross_attn_token_to_image, layer.cross_attn_image_to_token]
-    return all(type(a) is Attention and a.q_proj.bias is not None for a in attentions)
-
-
-def _per_head(linear, heads: int):
-    """A Linear(C -> D)'s weight as heads x (D/heads) x C and bias as heads x (D/heads)."""
-    out_dim, in_dim = linear.weight.shape
-    return (
-        linear.weight.view(heads, out_dim // heads, in_dim),
-        linear.bias.view(heads, out_dim // heads),
-    )
-
-
-def _times_shared(batched, shared):
-    """batched (B x M x K) @ shared (1 x K x L or B x K x L) -> B x M x L, one GEMM when shared."""
-    if shared.shape[0] == 1 and batched.shape[0] > 1:
-        b, m, k = batched.shape
-        return (batched.reshape(b * m, k) @ shared[0]).view(b, m, -1)
-    return batched @ shared
-
-
-def _tokens_to_image(attention, queries, keys, values):
-    """`attention(q=queries, k=keys, v=values)`: queries BxTxC; keys, values 1xNxC or BxNxC."""
-    import math
-
-    import torch
-
-    heads = attention.num_heads
-    q = attention.q_proj(queries)
-    batch, tokens, inner = q.shape
-    head_dim = inner // heads
-    q = q.view(batch, tokens, heads, head_dim).transpose(1, 2)  # B x h x T x d
-    k_weight, _ = _per_head(attention.k_proj, heads)  # the key bias cancels in the softmax
-    q_in_c = (q @ k_weight) / math.sqrt(head_dim)  # B x h x T x C
-    scores = _times_shared(q_in_c.reshape(batch, heads * tokens, -1), keys.transpose(1, 2))
-    probs = torch.softmax(scores, dim=-1)  # B x hT x N
-    mixed = _times_shared(probs, values).view(batch, heads, tokens, -1)  # B x h x T x C
-    v_weight, v_bias = _per_head(attention.v_proj, heads)
-    out = mixed @ v_weight.transpose(1, 2) + v_bias[None, :, None, :]  # B x h x T x d
-    return attention.out_proj(out.transpose(1, 2).reshape(batch, tokens, inner))
-
-
-def _image_to_tokens(attention, image, tokens_k, tokens_v):
-    """`attention(q=image, k=tokens_k, v=tokens_v)`: image 1xNxC or BxNxC; tokens BxTxC.
-    Returns BxNxC."""
-    import math
-
-    import torch
-
-    heads = attention.num_heads
-    k = attention.k_proj(tokens_k)
-    v = attention.v_proj(tokens_v)
-    batch, tokens, inner = k.shape
-    head_dim = inner // heads
-    k = k.view(batch, tokens, heads, head_dim).transpose(1, 2)  # B x h x T x d
-    v = v.view(batch, tokens, heads, head_dim).transpose(1, 2)
-    q_weight, q_bias = _per_head(attention.q_proj, heads)  # h x d x C, h x d
-    k_in_c = (k @ q_weight) / math.sqrt(head_dim)  # B x h x T x C
-    k_bias = (k @ q_bias[None, :, :, None]).view(batch, 1, heads * tokens) / math.sqrt(head_dim)
-    k_in_c = k_in_c.reshape(batch, heads * tokens, -1)
-    if image.shape[0] == 1 and batch > 1:  # one GEMM for the whole batch
-        scores = (image[0] @ k_in_c.reshape(batch * heads * tokens, -1).T).view(
-            -1, batch, heads * tokens
-        )
-        scores = scores.transpose(0, 1)
-    else:
-        scores = image @ k_in_c.transpose(1, 2)  # B x N x hT
-    scores = scores + k_bias
-    n = scores.shape[1]
-    probs = torch.softmax(scores.view(batch, n, heads, tokens), dim=-1).view(batch, n, -1)
-    out_weight = attention.out_proj.weight  # C x D
-    out_per_head = out_weight.view(out_weight.shape[0], heads, head_dim).permute(1, 2, 0)
-    v_out = (v @ out_per_head).reshape(batch, heads * tokens, -1)  # B x hT x C
-    return probs @ v_out + attention.out_proj.bias

@@ -5,7 +5,7 @@ on a CPU at 1024x768 and 4x at 4000x3000:
 
 - The graph returns the four low-resolution (256x256) candidates and their scores. It is
   rewritten for speed, not re-trained or approximated: the transformer's products with the 4096
-  image tokens go through the few prompt tokens (`_tokens_to_image`, `_image_to_tokens`), the
+  image tokens go through the few prompt tokens (`annotator.engines.two_way`), the
   two ConvTranspose2d of the upscaling are MatMuls in token layout with a fused LayerNorm, and
   without a previous mask a 4x4 mask_input makes the unused mask branch nearly free.
 - The candidates predict would return (1..3 with multimask, 0 without) are upscaled with OpenCV
@@ -32,7 +32,7 @@ import numpy as np
 from annotator.engines.base import Embedding, Prediction, Prompts
 
 # Bump when the graph's inputs, outputs or semantics change: older files are then re-exported.
-DECODER_FORMAT = "annotator-sam-decoder-v2"
+DECODER_FORMAT = "annotator-sam-decoder-v3"
 INPUT_NAMES = ("image_embeddings", "point_coords", "point_labels", "mask_input", "has_mask_input")
 OUTPUT_NAMES = ("low_res_logits", "iou_predictions")
 MODEL_INPUT_SIZE = 1024  # SAM's square input; the low-res logits cover it at 1/4 scale
@@ -95,12 +95,17 @@ def _export_module(sam_model):
     point_labels 1xN float, mask_input 1x1x256x256 (or 1x1x4x4 with has_mask_input 0),
     has_mask_input 1) -> (low_res_logits 1x4x256x256, iou_predictions 1x4); candidate 0 is the
     single-mask output, 1..3 the multimask outputs, as MaskDecoder.predict_masks computes them
-    (to float rounding). Raises ValueError for a decoder whose upscaling is not SAM's.
+    (to float rounding). Raises ValueError for a decoder whose transformer or upscaling is not
+    SAM's.
     """
     import copy
-    import math
 
     import torch
+
+    from annotator.engines.two_way import is_regroupable, regrouped_forward
+
+    if not is_regroupable(sam_model.mask_decoder.transformer):
+        raise ValueError("the mask decoder's transformer is not SAM's TwoWayTransformer")
 
     class PromptsToLogits(torch.nn.Module):
         def __init__(self, sam) -> None:
@@ -144,90 +149,6 @@ def _export_module(sam_model):
             no_mask = encoder.no_mask_embed.weight.reshape(1, -1, 1, 1)
             return has_mask * encoder.mask_downscaling(mask_input) + (1 - has_mask) * no_mask
 
-        # The two-way transformer, reassociated (not reordered): every product with the 4096
-        # image tokens goes through the few prompt tokens (T = 5 + points + 1 or 2) instead of
-        # a 128-wide projection of all image tokens: half the FLOPs for T < 16 heads' worth
-        # (8 heads x T columns instead of 128), the same math up to float rounding (~1e-6).
-        # Measured (vit_b, 2 cores): 1 point 13 ms instead of 22, 10 points 16 instead of 22;
-        # break-even near 20 points, 40 points 30 ms instead of 24 (stock predict: ~45 ms).
-
-        def _tokens_to_image(self, attn, queries, keys_with_pe, keys):
-            """attn(q=queries, k=keys_with_pe, v=keys) for T query tokens, N image tokens.
-
-            queries: 1xTxC; keys_with_pe, keys: 1xNxC. Scores q_h.(W_k,h x + b_k,h) are
-            (q_h W_k,h).x + q_h.b_k,h; and since softmax rows sum to 1, the head outputs
-            sum_n p_n (W_v,h x_n + b_v,h) are W_v,h (sum_n p_n x_n) + b_v,h.
-            """
-            heads, width = attn.num_heads, attn.internal_dim // attn.num_heads
-            channels = attn.k_proj.weight.shape[1]
-            q = attn.q_proj(queries).reshape(-1, heads, width).transpose(0, 1)  # HxTxd
-            q_keys = torch.matmul(q, attn.k_proj.weight.reshape(heads, width, channels))
-            q_bias = torch.matmul(q, attn.k_proj.bias.reshape(heads, width, 1))  # HxTx1
-            scores = torch.matmul(
-                q_keys.reshape(-1, channels), keys_with_pe.reshape(-1, channels).transpose(0, 1)
-            )
-            scores = (scores.reshape(heads, -1, self.num_image_tokens) + q_bias) / math.sqrt(width)
-            probs = torch.softmax(scores, dim=-1)  # HxTxN
-            pooled = torch.matmul(
-                probs.reshape(-1, self.num_image_tokens), keys.reshape(-1, channels)
-            )  # (H*T)xC
-            v_weight = attn.v_proj.weight.reshape(heads, width, channels).transpose(1, 2)
-            out = torch.matmul(pooled.reshape(heads, -1, channels), v_weight)  # HxTxd
-            out = out.transpose(0, 1).reshape(1, -1, heads * width) + attn.v_proj.bias
-            return attn.out_proj(out)
-
-        def _image_to_tokens(self, attn, keys_with_pe, queries_with_pe, queries):
-            """attn(q=keys_with_pe, k=queries_with_pe, v=queries): N image tokens attend to T.
-
-            keys_with_pe: 1xNxC; queries_with_pe, queries: 1xTxC. Scores (W_q,h x + b_q,h).k_h
-            are x.(W_q,h^T k_h) + b_q,h.k_h; the output projection W_o (sum_t p_t v_t) is
-            sum_t p_t (W_o,h v_t), so the image side multiplies only H*T-wide matrices.
-            """
-            heads, width = attn.num_heads, attn.internal_dim // attn.num_heads
-            channels = attn.q_proj.weight.shape[1]
-            k = attn.k_proj(queries_with_pe).reshape(-1, heads, width).permute(1, 2, 0)
-            q_weight = attn.q_proj.weight.reshape(heads, width, channels).transpose(1, 2)
-            key_map = torch.matmul(q_weight, k)  # HxCxT
-            key_map = key_map.permute(1, 0, 2).reshape(channels, -1)  # Cx(H*T), (h, t) order
-            key_bias = torch.matmul(attn.q_proj.bias.reshape(heads, 1, width), k)  # Hx1xT
-            scores = torch.matmul(keys_with_pe.reshape(-1, channels), key_map) + key_bias.reshape(
-                1, -1
-            )
-            tokens = self.num_image_tokens
-            scores = scores.reshape(tokens, heads, -1) / math.sqrt(width)
-            probs = torch.softmax(scores, dim=-1).reshape(tokens, -1)  # Nx(H*T)
-            v = attn.v_proj(queries).reshape(-1, heads, width).transpose(0, 1)  # HxTxd
-            out_weight = attn.out_proj.weight.reshape(channels, heads, width).permute(1, 2, 0)
-            values = torch.matmul(v, out_weight).reshape(-1, channels)  # (H*T)xC
-            return (torch.matmul(probs, values) + attn.out_proj.bias)[None]
-
-        def _transformer(self, src: torch.Tensor, tokens: torch.Tensor):
-            """TwoWayTransformer.forward(src 1xCxhxw, self.image_pe, tokens 1xTxC) ->
-            (queries 1xTxC, keys 1x(h*w)xC), with the attention above."""
-            transformer = self.mask_decoder.transformer
-            keys = src.flatten(2).permute(0, 2, 1)
-            key_pe, query_pe, queries = self.key_pe, tokens, tokens
-            for layer in transformer.layers:
-                if layer.skip_first_layer_pe:
-                    queries = layer.self_attn(q=queries, k=queries, v=queries)
-                else:
-                    q = queries + query_pe
-                    queries = queries + layer.self_attn(q=q, k=q, v=queries)
-                queries = layer.norm1(queries)
-                keys_with_pe = keys + key_pe
-                attn = layer.cross_attn_token_to_image
-                queries = queries + self._tokens_to_image(
-                    attn, queries + query_pe, keys_with_pe, keys
-                )
-                queries = layer.norm2(queries)
-                queries = layer.norm3(queries + layer.mlp(queries))
-                attn = layer.cross_attn_image_to_token
-                keys = keys + self._image_to_tokens(attn, keys_with_pe, queries + query_pe, queries)
-                keys = layer.norm4(keys)
-            attn = transformer.final_attn_token_to_image
-            queries = queries + self._tokens_to_image(attn, queries + query_pe, keys + key_pe, keys)
-            return transformer.norm_final_attn(queries), keys
-
         def _upscaled_logits(self, src: torch.Tensor, hyper_in: torch.Tensor) -> torch.Tensor:
             """MaskDecoder's output_upscaling + hypernetwork product, in token layout.
 
@@ -264,7 +185,9 @@ def _export_module(sam_model):
             output_tokens = torch.cat([decoder.iou_token.weight, decoder.mask_tokens.weight], 0)
             tokens = torch.cat((output_tokens[None], sparse), dim=1)
             src = image_embeddings + self._embed_mask(mask_input, has_mask_input)
-            hs, src = self._transformer(src, tokens)
+            # The regrouped TwoWayTransformer (two_way.py) with the precomputed key_pe.
+            keys = src.flatten(2).permute(0, 2, 1)
+            hs, src = regrouped_forward(decoder.transformer, keys, self.key_pe, tokens)
             mask_tokens_out = hs[:, 1 : 1 + decoder.num_mask_tokens, :]
             hyper_in = torch.stack(
                 [

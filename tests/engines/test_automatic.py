@@ -234,29 +234,3 @@ def test_run_length_encoding_equals_segment_anythings():
             decoded = _rle_to_mask(rle)
             assert decoded.dtype == bool and np.array_equal(decoded, rle_to_mask(rle))
             assert np.array_equal(decoded, mask.numpy())
-
-
-def test_batched_two_way_transformer_equals_stock(tiny_sam_reference):
-    """The folded transformer on one shared image copy = stock on the image repeated per prompt."""
-    from annotator.engines.automatic import _two_way_transformer
-
-    model, batch = tiny_sam_reference, 5
-    generator = torch.Generator().manual_seed(1)
-    image = torch.randn((1, 256, 64, 64), generator=generator)
-    points = torch.rand((batch, 1, 2), generator=generator) * 1024
-    decoder = model.mask_decoder
-    with torch.inference_mode():
-        sparse, _ = model.prompt_encoder(
-            points=(points, torch.ones((batch, 1), dtype=torch.int)), boxes=None, masks=None
-        )
-        output_tokens = torch.cat([decoder.iou_token.weight, decoder.mask_tokens.weight])
-        tokens = torch.cat([output_tokens.expand(batch, -1, -1), sparse], dim=1)
-        image_pe = model.prompt_encoder.get_dense_pe()
-        stock_queries, stock_keys = decoder.transformer(
-            image.repeat(batch, 1, 1, 1), image_pe.repeat(batch, 1, 1, 1), tokens
-        )
-        queries, keys = _two_way_transformer(decoder.transformer, image, image_pe, tokens)
-    assert queries.shape == stock_queries.shape and keys.shape == stock_keys.shape
-    assert torch.allclose(queries, stock_queries, atol=1e-4)
-    assert torch.allclose(keys, stock_keys, atol=1e-4)
-    assert not torch.allclose(queries[0], queries[1])  # the prompts differ, so must the outputs
