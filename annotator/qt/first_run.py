@@ -229,7 +229,7 @@ class FirstRunDialog(QDialog):
         classic_row.addStretch(1)
         layout.addLayout(classic_row)
         hint = QLabel(
-            "You can change the model later in the settings, or from a terminal with "
+            "You can change the model later with File → Choose Model… (Ctrl+M), or from a terminal with "
             "<code>annotator models download vit_b</code>."
         )
         hint.setWordWrap(True)
