@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 from pathlib import Path
 
 from annotator.errors import UserError
@@ -182,15 +181,12 @@ def _write_mask_png(mask, path: Path) -> None:
     import numpy as np
     from PIL import Image
 
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    from annotator.core.atomic import atomic_writer
+
     try:
-        with os.fdopen(fd, "wb") as out:
+        with atomic_writer(path) as out:
             Image.fromarray(np.where(mask, 255, 0).astype(np.uint8), mode="L").save(out, "PNG")
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, path)
     except OSError as exc:
-        Path(tmp).unlink(missing_ok=True)
         raise UserError(f"Cannot write {path}: {exc.strerror or exc}.") from None
 
 

@@ -10,7 +10,10 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import BinaryIO
 
 
 def _read_umask() -> int:
@@ -33,15 +36,28 @@ def atomic_write_bytes(path: Path, data: bytes, backup: bool = False) -> None:
 
     Raises OSError (the target unchanged, no temporary file left behind) when anything fails.
     """
+    with atomic_writer(path, backup=backup) as stream:
+        stream.write(data)
+
+
+@contextmanager
+def atomic_writer(path: Path, backup: bool = False, durable: bool = True) -> Iterator[BinaryIO]:
+    """A binary stream whose content replaces `path` atomically when the block ends normally.
+
+    For writers that want a file object (np.savez, PIL's save). With `durable` (the default) the
+    data and the rename are fsynced; caches that detect torn entries on read may skip that.
+    An exception in the block, or a failed write, leaves `path` untouched and no temporary file.
+    """
     path = Path(path)
     folder = path.parent
     fd, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
     temp = Path(temp_name)
     try:
         with os.fdopen(fd, "wb") as stream:
-            stream.write(data)
+            yield stream
             stream.flush()
-            os.fsync(stream.fileno())
+            if durable:
+                os.fsync(stream.fileno())
         _copy_mode(path, temp)
         if backup and path.exists():
             _keep_backup(path)
@@ -52,7 +68,8 @@ def atomic_write_bytes(path: Path, data: bytes, backup: bool = False) -> None:
         except OSError:
             pass
         raise
-    _fsync_folder(folder)
+    if durable:
+        _fsync_folder(folder)
 
 
 def _copy_mode(existing: Path, temp: Path) -> None:

@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
+from annotator.core.atomic import atomic_writer
 from annotator.engines.base import Embedding
 
 # Bump when the pixels -> model-input preprocessing changes for every engine: old entries then
@@ -159,22 +159,16 @@ class EmbeddingCache:
 
 
 def _write_entry(path: Path, embedding: Embedding) -> None:
-    # No fsync: after a power cut a torn entry is detected on read and recomputed.
-    fd, tmp_name = tempfile.mkstemp(prefix=path.stem + ".", suffix=_TMP_SUFFIX, dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            np.savez(
-                out,
-                features=np.ascontiguousarray(embedding.features),
-                original_size=np.asarray(embedding.original_size, np.int64),
-                input_size=np.asarray(embedding.input_size, np.int64),
-                fingerprint=np.asarray(embedding.fingerprint),
-                version=np.asarray(PREPROCESS_VERSION, np.int64),
-            )
-        os.replace(tmp_name, path)
-    except BaseException:
-        _remove(Path(tmp_name))
-        raise
+    # Not durable (no fsync): after a power cut a torn entry is detected on read and recomputed.
+    with atomic_writer(path, durable=False) as out:
+        np.savez(
+            out,
+            features=np.ascontiguousarray(embedding.features),
+            original_size=np.asarray(embedding.original_size, np.int64),
+            input_size=np.asarray(embedding.input_size, np.int64),
+            fingerprint=np.asarray(embedding.fingerprint),
+            version=np.asarray(PREPROCESS_VERSION, np.int64),
+        )
 
 
 def _read_entry(path: Path) -> Embedding:

@@ -21,7 +21,6 @@ On CUDA and MPS (1) and (3) are applied; their Linear is already fast.
 from __future__ import annotations
 
 import json
-import os
 import platform
 import time
 from pathlib import Path
@@ -307,15 +306,12 @@ def _read_choices(path: Path) -> dict:
 
 
 def _write_choices(path: Path, choices: dict) -> None:
-    """Atomic write (temp file in the same folder, fsync, replace); a failure only loses the cache."""
+    """Atomic write; a failure only loses the cache (the choice is measured again next time)."""
+    from annotator.core.atomic import atomic_write_bytes
+
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(choices, f, indent=1, sort_keys=True)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        atomic_write_bytes(path, json.dumps(choices, indent=1, sort_keys=True).encode())
     except OSError:
         pass
 

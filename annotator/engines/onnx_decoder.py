@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from annotator.core.atomic import atomic_write_bytes
 from annotator.engines.base import Embedding, Prediction, Prompts
 
 # Bump when the graph's inputs, outputs or semantics change: older files are then re-exported.
@@ -251,11 +252,7 @@ def export_decoder(sam_model, path: Path, fingerprint: str = "") -> Path:
         for key, value in (("annotator_format", DECODER_FORMAT), ("fingerprint", fingerprint)):
             entry = model.metadata_props.add()
             entry.key, entry.value = key, value
-        with open(tmp, "wb") as out:
-            out.write(model.SerializeToString())
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, path)
+        atomic_write_bytes(path, model.SerializeToString())
     finally:
         tmp.unlink(missing_ok=True)
     return path
