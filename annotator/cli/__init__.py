@@ -23,10 +23,31 @@ _COMMAND_MODULES = (
 )
 
 
+MODEL_TYPES = ("auto", "vit_b", "vit_l", "vit_h")
+
+
+class _Parser(argparse.ArgumentParser):
+    """Bad arguments are one line on stderr and exit status 2, like every other bad input."""
+
+    def error(self, message: str):
+        raise UserError(f"{message} (see: {self.prog} --help).")
+
+
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """--model-type and --device, the same for the window and every command that loads SAM."""
+    parser.add_argument(
+        "--model-type",
+        default="auto",
+        choices=MODEL_TYPES,
+        help="SAM architecture; auto reads it from the checkpoint",
+    )
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+
+
 def _command_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="annotator", description="Headless Annotator commands.")
+    parser = _Parser(prog="annotator", description="Headless Annotator commands.")
     parser.add_argument("--version", action="version", version=f"annotator {__version__}")
-    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for name in _COMMAND_MODULES:
         try:
             module = importlib.import_module(name)
@@ -38,11 +59,11 @@ def _command_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _gui_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+def _gui_parser(commands: list[str]) -> argparse.ArgumentParser:
+    parser = _Parser(
         prog="annotator",
         description="Label images with Segment Anything. Commands: "
-        + ", ".join(command_names())
+        + ", ".join(commands)
         + " (annotator COMMAND --help).",
     )
     parser.add_argument("--version", action="version", version=f"annotator {__version__}")
@@ -52,31 +73,30 @@ def _gui_parser() -> argparse.ArgumentParser:
         help="a folder of images, one image, or a project .json (default: the bundled samples)",
     )
     parser.add_argument("--checkpoint", help="SAM checkpoint (.pth) to load")
-    parser.add_argument(
-        "--model-type",
-        default="auto",
-        choices=["auto", "vit_b", "vit_l", "vit_h"],
-        help="SAM architecture; auto reads it from the checkpoint",
-    )
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    add_model_arguments(parser)
     return parser
 
 
-def command_names() -> list[str]:
-    parser = _command_parser()
+def _subcommands(parser: argparse.ArgumentParser) -> list[str]:
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction):
             return list(action.choices)
     return []
 
 
+def command_names() -> list[str]:
+    return _subcommands(_command_parser())
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
-        if argv and not argv[0].startswith("-") and argv[0] in command_names():
-            args = _command_parser().parse_args(argv)
+        commands_parser = _command_parser()
+        commands = _subcommands(commands_parser)
+        if argv and argv[0] in commands:
+            args = commands_parser.parse_args(argv)
             return int(args.func(args) or 0)
-        args = _gui_parser().parse_args(argv)
+        args = _gui_parser(commands).parse_args(argv)
         from annotator.qt.app import run_app  # Qt only for the window
 
         return run_app(args)

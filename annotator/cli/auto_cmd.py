@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from annotator.cli import add_model_arguments
 from annotator.errors import UserError
 
 CATEGORY_NAME = "object"
@@ -34,11 +35,7 @@ def register(subparsers) -> None:
     parser.add_argument("folder", help="a folder of images")
     parser.add_argument("--checkpoint", required=True, help="SAM checkpoint (.pth)")
     parser.add_argument("--out", required=True, help="the project .json to write (or continue)")
-    parser.add_argument(
-        "--model-type", default="auto", choices=["auto", "vit_b", "vit_l", "vit_h"],
-        help="SAM architecture; auto reads it from the checkpoint",
-    )  # fmt: skip
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    add_model_arguments(parser)
     settings = parser.add_argument_group("automatic mask generation (segment_anything's names)")
     for name, kind, text in (
         ("points_per_side", int, "grid points along each side (points_per_side**2 prompts)"),

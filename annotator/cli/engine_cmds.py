@@ -16,9 +16,8 @@ import os
 import sys
 from pathlib import Path
 
+from annotator.cli import add_model_arguments
 from annotator.errors import UserError
-
-MODEL_TYPE_CHOICES = ("auto", "vit_b", "vit_l", "vit_h")
 
 
 def register(subparsers) -> None:
@@ -65,9 +64,6 @@ def register(subparsers) -> None:
     )
     embed.set_defaults(func=_embed)
 
-    for parser in (segment, info, embed):
-        _errors_are_user_errors(parser)
-
 
 def _add_model_arguments(parser: argparse.ArgumentParser, required: bool) -> None:
     default = None if required else os.environ.get("SAM_CHECKPOINT") or None
@@ -80,17 +76,7 @@ def _add_model_arguments(parser: argparse.ArgumentParser, required: bool) -> Non
         help="SAM checkpoint (.pth)"
         + ("" if required else "; without one the classic GrabCut engine is used"),
     )
-    parser.add_argument("--model-type", default="auto", help="auto, vit_b, vit_l or vit_h")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
-
-
-def _errors_are_user_errors(parser: argparse.ArgumentParser) -> None:
-    """argparse prints usage and exits on bad arguments; make it one line and exit 2 like the rest."""
-
-    def error(message: str):
-        raise UserError(f"{message} (see: annotator {parser.prog.split()[-1]} --help).")
-
-    parser.error = error
+    add_model_arguments(parser)
 
 
 # -- argument parsing ------------------------------------------------------------------------
@@ -159,10 +145,6 @@ def _check_out_path(path: Path) -> Path:
 
 def _load_engine(args):
     """SamEngine for --checkpoint, or the classic engine when there is none."""
-    if args.model_type not in MODEL_TYPE_CHOICES:
-        raise UserError(
-            f"Unknown model type {args.model_type!r}: use {', '.join(MODEL_TYPE_CHOICES)}."
-        )
     if args.checkpoint is None:
         from annotator.engines.classic import ClassicEngine
 
