@@ -18,6 +18,19 @@ TINY_CONFIG = {
     "global_attn_indexes": (1, 3),
 }
 
+# Segment-everything settings scaled to random weights: their predicted IoUs are about +-0.1 and
+# their masks span the image, so segment_anything's defaults would keep nothing, and identical
+# whole-image boxes would collapse to one mask under NMS. Both filters still drop masks.
+PERMISSIVE_AUTO_SETTINGS = {
+    "points_per_side": 4,
+    "points_per_batch": 8,
+    "pred_iou_thresh": 0.001,
+    "stability_score_thresh": 0.5,
+    "stability_score_offset": 0.01,
+    "box_nms_thresh": 1.0,
+    "crop_nms_thresh": 1.0,
+}
+
 VIT_B_CONFIG = {
     "embed_dim": 768,
     "depth": 12,

@@ -16,6 +16,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from sam_factory import PERMISSIVE_AUTO_SETTINGS  # noqa: E402
+
 from annotator.engines.automatic import (  # noqa: E402
     AutoMaskSettings,
     Cancelled,
@@ -27,16 +29,8 @@ from annotator.errors import UserError  # noqa: E402
 HEIGHT, WIDTH = 192, 256
 MIN_IOU = 0.99
 
-# Scaled to random weights (see the module docstring).
-BASE = dict(
-    points_per_side=4,
-    points_per_batch=8,
-    pred_iou_thresh=0.001,
-    stability_score_thresh=0.5,
-    stability_score_offset=0.01,
-    box_nms_thresh=1.0,
-    crop_nms_thresh=1.0,
-)
+# Scaled to random weights (see the module docstring and tests/sam_factory.py).
+BASE = PERMISSIVE_AUTO_SETTINGS
 CASES = {
     "no_crops": AutoMaskSettings(**BASE),
     # One case covers both crop layers and the small-region clean-up: each crop costs an encoding.

@@ -12,21 +12,14 @@ import numpy as np
 import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtTest import QTest
+from sam_factory import PERMISSIVE_AUTO_SETTINGS
 
 from annotator.engines.automatic import AutoMaskSettings, count_steps, generate_proposals
 from tests.qt.conftest import RecordingEngine, click_image, key, wait_ready
 
 pytestmark = pytest.mark.timeout(120)
 
-PERMISSIVE = AutoMaskSettings(
-    points_per_side=4,
-    points_per_batch=8,
-    pred_iou_thresh=0.001,
-    stability_score_thresh=0.5,
-    stability_score_offset=0.01,
-    box_nms_thresh=1.0,
-    crop_nms_thresh=1.0,
-)
+PERMISSIVE = AutoMaskSettings(**PERMISSIVE_AUTO_SETTINGS)
 # One crop layer: after the full image (its embedding reused), each of 4 crops is encoded through
 # the engine, where RecordingEngine's gate can hold the run mid-way.
 WITH_CROPS = AutoMaskSettings(
