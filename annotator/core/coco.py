@@ -40,8 +40,8 @@ from annotator.core.project import (
     Category,
     ImageRecord,
     Project,
-    ProjectEvent,
     _relative_name,
+    normalise_path,
     palette_color,
     relink_images,
 )
@@ -167,6 +167,7 @@ def add_new_images(project: Project, paths: list[Path]) -> tuple[list[ImageRecor
             _relative_name(image_path, project.image_folder()),
             width,
             height,
+            path=normalise_path(image_path),
         )
         project.add_image(record, notify=False)
         added.append(record)
@@ -240,6 +241,7 @@ def parse_document(document: dict, path: Path) -> tuple[Project, LoadReport]:
     report = LoadReport()
     _read_images(project, document["images"], ours, where)
     project.image_root = guess_image_root(project, project.images, ours)
+    project.resolve_paths()
     _read_categories(project, document.get("categories", []), ours, where)
     _read_annotations(
         project, document.get("annotations", []), bool(document.get(OUR_KEY)), report, where
@@ -282,7 +284,7 @@ def _read_images(project: Project, entries: list, ours: dict, where: str) -> Non
         record = ImageRecord(
             image_id, file_name, int(width), int(height), bool(flags.get("done", False)), extra
         )
-        project.add_image(record, notify=False)
+        project.add_image(record, notify=False, resolve=False)  # resolved once the root is known
 
 
 def _size_from_file(project: Project, file_name: str, place: str) -> tuple[int, int]:
@@ -508,16 +510,16 @@ def _compute_geometry(rles: list[dict]) -> list[tuple[int, list[float]]]:
 def project_document(project: Project, folder: Path | None = None) -> dict:
     """The COCO document of `project` as it would be saved in `folder` (default: its own folder).
 
-    Relative image file names are rebased when `folder` differs, so they still find the images.
+    Every file name is written as read while it still names the image's path from there; others
+    (a Save As into another folder, a relinked or new image) are written relative to `folder`.
     """
     own_folder = project.path.parent if project.path is not None else None
-    rebase = folder is not None and (own_folder is None or Path(folder).absolute() != own_folder)
-    image_root = "" if rebase else project.image_root
+    folder = Path(folder).absolute() if folder is not None else own_folder
+    moved = folder is not None and folder != own_folder
+    image_root = "" if moved else project.image_root
+    names_from = (folder / image_root) if folder is not None else Path.cwd()
     document = dict(project.extra)
-    document["images"] = [
-        _image_entry(project, r, Path(folder).absolute() if rebase else None)
-        for r in project.images
-    ]
+    document["images"] = [_image_entry(project, r, names_from) for r in project.images]
     document["categories"] = [_category_entry(c) for c in project.categories]
     annotations = [_annotation_entry(a) for a in project.all_annotations()]
     annotations.extend(project.undecodable)
@@ -531,10 +533,11 @@ def project_document(project: Project, folder: Path | None = None) -> dict:
     return document
 
 
-def _image_entry(project: Project, record: ImageRecord, new_folder: Path | None) -> dict:
+def _image_entry(project: Project, record: ImageRecord, names_from: Path) -> dict:
     file_name = record.file_name
-    if new_folder is not None and not Path(file_name).is_absolute():
-        file_name = _relative_name(project.image_path(record), new_folder)
+    path = project.image_path(record)
+    if project.resolve_file_name(file_name, names_from) != str(path):
+        file_name = _relative_name(path, names_from)
     return {
         "id": record.id,
         "file_name": file_name,
@@ -601,32 +604,10 @@ def save_project(project: Project, path: Path | None = None) -> Path:
         raise UserError(
             f"Could not save {target}: {reason}. The last saved version is intact."
         ) from None
-    if target != project.path:
-        _adopt_location(project, target, document)
+    if target != project.path:  # Save As: the records keep their paths; only the base moves
+        project.path = target
+        project.image_root = document[OUR_KEY].get("image_root", "")
     return target
-
-
-def _adopt_location(project: Project, target: Path, document: dict) -> None:
-    """After a Save As: the project lives at `target`, with the file names just written."""
-    changed = []
-    for record, entry in zip(list(project.images), document["images"], strict=True):
-        if entry["file_name"] != record.file_name:
-            project.replace_image(
-                ImageRecord(
-                    record.id,
-                    entry["file_name"],
-                    record.width,
-                    record.height,
-                    record.done,
-                    record.extra,
-                ),
-                notify=False,
-            )
-            changed.append(record.id)
-    project.path = target
-    project.image_root = document[OUR_KEY].get("image_root", "")
-    if changed:
-        project.notify(ProjectEvent("images", tuple(changed)))
 
 
 # ----------------------------------------------------------------------------------------- util

@@ -25,52 +25,15 @@ PROJECT_NAME = "annotations.json"
 
 
 def samples_folder() -> Path:
-    from importlib.resources import files
+    from annotator.paths import samples_folder
 
-    return Path(str(files("annotator.resources") / "samples"))
+    return samples_folder()
 
 
 def samples_project_path() -> Path:
     from annotator import paths
 
     return paths.data_dir() / "samples-project" / PROJECT_NAME
-
-
-def open_project(path: Path | None):
-    """(Project, messages for the person) for a folder, an image, a project file, or None."""
-    from annotator.core.coco import load_project, open_folder
-    from annotator.core.images import is_image_file, list_images
-    from annotator.core.project import Project
-
-    messages: list[str] = []
-    if path is None:
-        project_path = samples_project_path()
-        if project_path.is_file():
-            project, report = load_project(project_path)
-            return project, report.messages()
-        project_path.parent.mkdir(parents=True, exist_ok=True)
-        project = Project.from_images(list_images(samples_folder()), project_path)
-        return project, list(project.unreadable_images)
-    path = Path(path).expanduser().absolute()
-    if not path.exists():
-        raise UserError(f"{path} does not exist.")
-    if path.is_dir():
-        project, report = open_folder(path, PROJECT_NAME)
-        if not project.images:
-            messages.append(f"{path} has no images.")
-        return project, messages + report.messages()
-    if path.suffix.lower() == ".json":
-        project, report = load_project(path)
-        return project, report.messages()
-    if is_image_file(path):
-        existing = path.parent / PROJECT_NAME
-        if existing.is_file():
-            project, report = load_project(existing)
-            if any(project.image_path(r).resolve() == path.resolve() for r in project.images):
-                return project, report.messages()
-        project = Project.from_images([path], path.parent / PROJECT_NAME)
-        return project, list(project.unreadable_images)
-    raise UserError(f"{path.name} is neither a folder, an image nor a project .json file.")
 
 
 def _apply_style(app) -> None:
@@ -144,7 +107,10 @@ def run_app(args) -> int:
     app.setWindowIcon(app_icon())
     settings = Settings()
     path = Path(args.path) if getattr(args, "path", None) else None
-    project, messages = open_project(path)
+    from annotator.core.session import AnnotationSession
+
+    session, report = AnnotationSession.open(path)
+    messages = report.messages
     needs_model = not getattr(args, "checkpoint", None) and not settings.checkpoint
     if needs_model:
         needs_model = not _found_checkpoint(settings)
@@ -153,7 +119,7 @@ def run_app(args) -> int:
         settings.checkpoint = str(Path(args.checkpoint).expanduser().absolute())
     if getattr(args, "device", "auto") not in (None, "auto"):
         settings.device = args.device
-    window = MainWindow(project, spec, settings)
+    window = MainWindow(session, spec, settings)
     from annotator.qt.crash import install_excepthook
 
     # An unexpected error autosaves first, then shows a copyable report; the app keeps running.
@@ -166,7 +132,7 @@ def run_app(args) -> int:
     ):
         QTimer.singleShot(0, lambda: _first_run_dialog(window, settings))
     QTimer.singleShot(0, window.start_inference)
-    QTimer.singleShot(0, window.offer_autosave)
+    QTimer.singleShot(0, window.offer_recovery)
     if messages:
         from PySide6.QtWidgets import QMessageBox
 

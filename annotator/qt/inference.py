@@ -22,6 +22,8 @@ event on navigation, on a model change and on shutdown, and drops the job's resu
 
 from __future__ import annotations
 
+import logging
+import sys
 import threading
 import time
 from collections import OrderedDict
@@ -32,8 +34,12 @@ from enum import Enum
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
 from annotator.engines.base import Embedding, Prediction, Prompts, Segmenter
+from annotator.errors import UserError
 
 CLASSIC_NAME = "Classic (GrabCut, no model)"
+
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -123,9 +129,20 @@ class Decoded:
 
 @dataclass(frozen=True)
 class Failure:
+    """A job that failed. exc_info: (type, value, traceback) when the failure was not a
+    UserError (a bug or a broken install): the window sends it to the crash report."""
+
     generation: int
     key: str
     message: str
+    exc_info: tuple | None = None
+
+
+def _failure(generation: int, key: str, exc: Exception) -> Failure:
+    if isinstance(exc, UserError):
+        return Failure(generation, key, str(exc))
+    log.error("worker job failed", exc_info=exc)
+    return Failure(generation, key, str(exc) or type(exc).__name__, sys.exc_info())
 
 
 class EmbeddingState(Enum):
@@ -314,7 +331,7 @@ class InferenceWorker(QObject):
         try:
             _, hit = self._embedding_for(job.key, job.path)
         except Exception as exc:
-            self.failed.emit(Failure(job.generation, job.key, str(exc)))
+            self.failed.emit(_failure(job.generation, job.key, exc))
             return
         self.encoded.emit(Encoded(job.generation, job.key, hit, time.perf_counter() - start))
 
@@ -328,7 +345,7 @@ class InferenceWorker(QObject):
             embedding, _ = self._embedding_for(job.key, job.key)
             prediction = self.engine.decode(embedding, job.prompts)
         except Exception as exc:
-            self.failed.emit(Failure(job.generation, job.key, str(exc)))
+            self.failed.emit(_failure(job.generation, job.key, exc))
             return
         self.decoded.emit(
             Decoded(job.generation, job.key, job.revision, prediction, time.perf_counter() - start)
@@ -340,8 +357,8 @@ class InferenceWorker(QObject):
         The embedding is passed whatever the crop layers: with crop_n_layers == 0 the image
         encoder does not run at all; with crops it still serves the full-image crop.
         """
+        from annotator.core.proposals import CompactProposal
         from annotator.engines.automatic import Cancelled, generate_proposals
-        from annotator.qt.proposals import CompactProposal
 
         def finish(**result) -> None:
             self.auto_finished.emit(AutoMasked(job.generation, job.key, job.serial, **result))
@@ -403,6 +420,7 @@ class InferenceController(QObject):
     state_changed = Signal(object, str)  # EmbeddingState, detail for the status bar
     prediction_ready = Signal(int, object)  # revision, Prediction (current image only)
     error = Signal(str)
+    crashed = Signal(object)  # exc_info of an unexpected worker failure
     auto_progress = Signal(int, int)  # done, total of the running segment-everything job
     auto_finished = Signal(object)  # AutoMasked of the running job (current image only)
 
@@ -562,6 +580,8 @@ class InferenceController(QObject):
         if not self.embedding_ready:
             self._set_state(EmbeddingState.FAILED, failure.message)
         self.error.emit(failure.message)
+        if failure.exc_info is not None:
+            self.crashed.emit(failure.exc_info)
 
     def _is_auto_job(self, generation: int, key: str, serial: int) -> bool:
         job = self._auto_job

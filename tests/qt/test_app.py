@@ -4,8 +4,15 @@ from __future__ import annotations
 
 import pytest
 
+from annotator.core.session import AnnotationSession
 from annotator.errors import UserError
-from annotator.qt.app import open_project, samples_project_path
+from annotator.qt.app import samples_project_path
+
+
+def open_project(path):
+    """What the window opens for `path` (a session's project and its notes)."""
+    session, report = AnnotationSession.open(path, take_lock=False, journal=False)
+    return session.project, report.messages
 
 
 def test_folder_opens_as_a_new_project_saved_inside_it(image_folder):
