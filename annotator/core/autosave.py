@@ -12,13 +12,8 @@ warn and let the person open anyway.
 
 from __future__ import annotations
 
-import json
-import os
-import socket
 import time
-import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 from annotator.core.atomic import atomic_write_bytes
@@ -29,6 +24,7 @@ from annotator.core.coco import (
     read_document,
     serialize_document,
 )
+from annotator.core.lock import LockHolder, ProjectLock, lock_path  # noqa: F401
 from annotator.core.project import Project
 from annotator.errors import UserError
 
@@ -38,11 +34,6 @@ AUTOSAVE_INTERVAL_S = 60.0
 def autosave_path(project_path: Path) -> Path:
     project_path = Path(project_path)
     return project_path.with_name(project_path.name + ".autosave")
-
-
-def lock_path(project_path: Path) -> Path:
-    project_path = Path(project_path)
-    return project_path.with_name(project_path.name + ".lock")
 
 
 def write_autosave(project: Project) -> Path:
@@ -124,132 +115,3 @@ class Autosaver:
         """Call after an explicit save too: nothing is pending any more."""
         self._saved_changes = self.project.changes
         self._last = self.clock()
-
-
-@dataclass(frozen=True)
-class LockHolder:
-    pid: int
-    host: str
-    started: float  # seconds since the epoch
-
-    def describe(self) -> str:
-        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(self.started))
-        return f"process {self.pid} on {self.host} since {when}"
-
-
-class ProjectLock:
-    """An advisory lock file beside the project: `acquire()` returns None when this object now
-    holds it, or the live holder (the window warns; `acquire(force=True)` takes it anyway)."""
-
-    def __init__(self, project_path: Path):
-        self.path = lock_path(Path(project_path).absolute())
-        self._token = uuid.uuid4().hex
-        self.held = False
-
-    def acquire(self, force: bool = False) -> LockHolder | None:
-        if self.held:
-            return None
-        for _ in range(3):
-            if self._create():
-                self.held = True
-                return None
-            holder, token = self._read()
-            if holder is not None and not force and _alive(holder):
-                return holder
-            # Stale (its process died), unreadable (crash while writing), or forced: take it over.
-            if self._take_over(token):
-                self.held = True
-                return None
-        raise UserError(f"Cannot take the lock {self.path}: another window keeps changing it.")
-
-    def holder(self) -> LockHolder | None:
-        return self._read()[0]
-
-    def release(self) -> None:
-        """Remove the lock if it is still ours (a forced take-over by another window is kept)."""
-        if not self.held:
-            return
-        self.held = False
-        _, token = self._read()
-        if token == self._token:
-            try:
-                self.path.unlink()
-            except FileNotFoundError:
-                pass
-
-    def __enter__(self) -> ProjectLock:
-        holder = self.acquire()
-        if holder is not None:
-            raise UserError(
-                f"{self.path.name[: -len('.lock')]} is open in another window ({holder.describe()})."
-            )
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.release()
-
-    def _content(self) -> bytes:
-        info = {
-            "pid": os.getpid(),
-            "host": socket.gethostname(),
-            "started": time.time(),
-            "token": self._token,
-        }
-        return json.dumps(info).encode()
-
-    def _create(self) -> bool:
-        try:
-            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        except FileExistsError:
-            return False
-        except OSError as exc:
-            raise UserError(
-                f"Cannot create the lock file {self.path}: {exc.strerror or exc}."
-            ) from None
-        with os.fdopen(fd, "wb") as stream:
-            stream.write(self._content())
-        return True
-
-    def _read(self) -> tuple[LockHolder | None, str | None]:
-        try:
-            info = json.loads(self.path.read_bytes())
-            holder = LockHolder(int(info["pid"]), str(info["host"]), float(info["started"]))
-            return holder, str(info.get("token"))
-        except FileNotFoundError:
-            return None, None
-        except (OSError, ValueError, KeyError, TypeError):
-            return None, "unreadable"
-
-    def _take_over(self, expected_token: str | None) -> bool:
-        """Replace the lock we judged stale, unless it changed meanwhile."""
-        if expected_token is None:  # vanished meanwhile: try creating again
-            return False
-        _, token = self._read()
-        if token != expected_token:
-            return False
-        try:
-            atomic_write_bytes(self.path, self._content())
-        except OSError as exc:
-            raise UserError(
-                f"Cannot take over the lock file {self.path}: {exc.strerror or exc}."
-            ) from None
-        return True
-
-
-def _alive(holder: LockHolder) -> bool:
-    """Whether the holder may still run: its pid exists on this host; another host: assume so."""
-    if holder.host != socket.gethostname():
-        return True
-    if holder.pid == os.getpid():
-        return True  # another window of this very process
-    if os.name == "nt":
-        return True  # os.kill would terminate the process there: warn instead
-    try:
-        os.kill(holder.pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # exists, owned by someone else
-    except OSError:
-        return True  # cannot tell (e.g. Windows quirks): be safe and warn
-    return True

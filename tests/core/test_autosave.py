@@ -1,13 +1,8 @@
-"""Autosave sidecar (when, where, restore) and the project lock that survives a crash."""
+"""Autosave sidecar: when it is written, where, and how it is restored (the lock: test_lock.py)."""
 
 from __future__ import annotations
 
-import json
 import os
-import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -16,11 +11,9 @@ from PIL import Image
 
 from annotator.core.autosave import (
     Autosaver,
-    ProjectLock,
     autosave_path,
     discard_autosave,
     load_autosave,
-    lock_path,
     newer_autosave,
     write_autosave,
 )
@@ -110,70 +103,3 @@ def test_autosave_failure_is_a_user_error(tmp_path, monkeypatch):
     with pytest.raises(UserError, match="Could not autosave"):
         write_autosave(project)
     assert not autosave_path(project.path).exists()
-
-
-def test_second_window_is_warned_and_lock_is_released(tmp_path):
-    path = tmp_path / "p.json"
-    first, second = ProjectLock(path), ProjectLock(path)
-    assert first.acquire() is None
-    holder = second.acquire()
-    assert holder is not None and holder.pid == os.getpid() and holder.host == socket.gethostname()
-    assert str(os.getpid()) in holder.describe()
-    first.release()
-    assert not lock_path(path).exists()
-    assert second.acquire() is None
-    with pytest.raises(UserError, match="open in another window"):
-        with ProjectLock(path):
-            pass
-    second.release()
-    with ProjectLock(path) as lock:
-        assert lock.held
-    assert not lock_path(path).exists()
-
-
-def _dead_pid() -> int:
-    process = subprocess.Popen([sys.executable, "-c", "pass"])
-    process.wait()
-    return process.pid
-
-
-def _write_lock(path: Path, pid: int, host: str) -> None:
-    lock_path(path).write_text(
-        json.dumps({"pid": pid, "host": host, "started": time.time() - 99, "token": "old"})
-    )
-
-
-def test_lock_survives_a_crash_and_a_dead_holder_is_taken_over(tmp_path):
-    path = tmp_path / "p.json"
-    crashed = ProjectLock(path)
-    crashed.acquire()
-    del crashed  # a crash: nobody released it
-    assert json.loads(lock_path(path).read_text())["pid"] == os.getpid()
-    _write_lock(path, _dead_pid(), socket.gethostname())
-    lock = ProjectLock(path)
-    assert lock.acquire() is None, "the holder's process is dead: stale, taken over"
-    assert json.loads(lock_path(path).read_text())["pid"] == os.getpid()
-    lock.release()
-
-
-def test_live_or_remote_holders_are_reported_and_force_takes_over(tmp_path):
-    path = tmp_path / "p.json"
-    _write_lock(path, 1, "another-machine.example")
-    lock = ProjectLock(path)
-    holder = lock.acquire()
-    assert holder is not None and holder.host == "another-machine.example"
-    assert lock.acquire(force=True) is None
-    lock.release()
-    lock_path(path).write_text("{half a lock")  # crashed while writing it
-    assert ProjectLock(path).acquire() is None
-
-
-def test_release_keeps_a_lock_someone_else_took_over(tmp_path):
-    path = tmp_path / "p.json"
-    first, second = ProjectLock(path), ProjectLock(path)
-    first.acquire()
-    assert second.acquire(force=True) is None
-    first.release()
-    assert lock_path(path).exists(), "the second window still holds it"
-    second.release()
-    assert not lock_path(path).exists()
