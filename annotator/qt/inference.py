@@ -277,6 +277,9 @@ class InferenceWorker(QObject):
             if self._cache is None and self._cache_factory is not None:
                 self._cache = self._cache_factory()
         except Exception as exc:  # UserError or a broken install: the window shows the sentence
+            import logging
+
+            logging.getLogger(__name__).warning("Loading %s failed", spec, exc_info=True)
             self.engine_failed.emit(str(exc))
             return
         self.engine = engine
@@ -314,6 +317,9 @@ class InferenceWorker(QObject):
         try:
             _, hit = self._embedding_for(job.key, job.path)
         except Exception as exc:
+            import logging
+
+            logging.getLogger(__name__).warning("Encoding %s failed", job.path, exc_info=True)
             self.failed.emit(Failure(job.generation, job.key, str(exc)))
             return
         self.encoded.emit(Encoded(job.generation, job.key, hit, time.perf_counter() - start))
@@ -328,6 +334,9 @@ class InferenceWorker(QObject):
             embedding, _ = self._embedding_for(job.key, job.key)
             prediction = self.engine.decode(embedding, job.prompts)
         except Exception as exc:
+            import logging
+
+            logging.getLogger(__name__).warning("Decoding on %s failed", job.key, exc_info=True)
             self.failed.emit(Failure(job.generation, job.key, str(exc)))
             return
         self.decoded.emit(
@@ -379,6 +388,9 @@ class InferenceWorker(QObject):
             finish(cancelled=True)
             return
         except Exception as exc:
+            import logging
+
+            logging.getLogger(__name__).warning("Segment everything failed", exc_info=True)
             finish(message=str(exc))
             return
         finish(proposals=tuple(compact), seconds=time.perf_counter() - start)
@@ -387,6 +399,9 @@ class InferenceWorker(QObject):
         try:
             self._embedding_for(path, path)
         except Exception:
+            import logging
+
+            logging.getLogger(__name__).info("Prefetching %s failed", path, exc_info=True)
             return  # a broken neighbour is reported when the user opens it
         self.prefetched.emit(path)
 
