@@ -405,7 +405,7 @@ class AnnotationSession:
 
     # ================================================================== lock
     def _take_lock(self, path: Path | None) -> None:
-        from annotator.core.autosave import ProjectLock
+        from annotator.core.lock import ProjectLock
 
         if self.lock is not None:
             self.lock.release()
@@ -576,14 +576,10 @@ class AnnotationSession:
 
 def _check_not_locked(target: Path) -> None:
     """Save As: refuse a target another live window holds."""
-    from annotator.core.autosave import ProjectLock
+    from annotator.core.lock import lock_holder_of
 
-    holder = ProjectLock(target).holder()
-    if holder is None:
-        return
-    from annotator.core import autosave
-
-    if autosave._alive(holder):
+    holder = lock_holder_of(target)
+    if holder is not None:
         raise UserError(
             f"{target.name} is open in another window ({holder.describe()}); "
             "choose another file or close it there."

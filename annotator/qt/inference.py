@@ -294,6 +294,7 @@ class InferenceWorker(QObject):
             if self._cache is None and self._cache_factory is not None:
                 self._cache = self._cache_factory()
         except Exception as exc:  # UserError or a broken install: the window shows the sentence
+            log.warning("Loading %s failed", spec, exc_info=True)
             self.engine_failed.emit(str(exc))
             return
         self.engine = engine
@@ -396,6 +397,7 @@ class InferenceWorker(QObject):
             finish(cancelled=True)
             return
         except Exception as exc:
+            log.warning("Segment everything failed", exc_info=True)
             finish(message=str(exc))
             return
         finish(proposals=tuple(compact), seconds=time.perf_counter() - start)
@@ -404,6 +406,7 @@ class InferenceWorker(QObject):
         try:
             self._embedding_for(path, path)
         except Exception:
+            log.info("Prefetching %s failed", path, exc_info=True)
             return  # a broken neighbour is reported when the user opens it
         self.prefetched.emit(path)
 

@@ -285,3 +285,37 @@ def test_mask_cache_is_bounded_by_bytes_and_images():
     assert len(cache) == 3
     cache.keep_images([5])
     assert len(cache) == 1 and cache.nbytes == 100 * 100
+
+
+def test_an_autosave_without_journal_is_offered_and_a_failed_autosave_is_reported(
+    tmp_path, monkeypatch
+):
+    from annotator.core import recovery
+    from annotator.core.recovery import write_snapshot
+
+    session = _saved_session(tmp_path)
+    path = session.project.path
+    session.add_mask(session.project.images[0].id, 1, _mask(2))
+    edited = session.project.state()
+    write_snapshot(session.project.snapshot(), "older-build", 1)  # no journal names it
+    session._stop_journal()
+    journal_path(path).unlink()
+    os.utime(autosave_path(path), (os.path.getmtime(path) + 5,) * 2)
+    reopened, _ = AnnotationSession.open(path)
+    assert reopened.recovery is not None and reopened.recovery.session_id is None
+    reopened.restore_recovery()
+    assert reopened.project.state() == edited and reopened.dirty
+
+    def full_disk(*_args, **_kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(recovery, "atomic_write_bytes", full_disk)
+    messages = []
+    reopened.add_listener(lambda events: messages.extend(e.text for e in events if e.text))
+    reopened.add_mask(reopened.project.images[1].id, 1, _mask(4))
+    reopened.fold()
+    assert reopened.wait_for_disk()
+    reopened.tick()
+    assert any("No space left" in m for m in messages)
+    assert journal_path(path).exists()  # the edit is still in the journal
+    reopened.close(discard=True)

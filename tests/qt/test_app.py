@@ -90,7 +90,7 @@ def test_window_restores_opacity_and_geometry(qtbot, make_window, recording_engi
 
 
 def test_second_window_on_one_project_is_warned(qtbot, make_window, recording_engine):
-    from annotator.core.autosave import lock_path
+    from annotator.core.lock import lock_path
 
     first = make_window(recording_engine)
     assert first.lock_warning is None
