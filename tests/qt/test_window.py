@@ -16,7 +16,9 @@ pytestmark = pytest.mark.timeout(120)
 
 
 def _wait_prediction(qtbot, window):
-    qtbot.waitUntil(lambda: not window.session.prompts.pending and window.session.prompts.mask() is not None)
+    qtbot.waitUntil(
+        lambda: not window.session.prompts.pending and window.session.prompts.mask() is not None
+    )
 
 
 def _embedding(engine, window):
