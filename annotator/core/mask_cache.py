@@ -33,12 +33,16 @@ class MaskCache:
             self._entries.move_to_end(annotation.id)
             return entry[2]
         mask = annotation.mask()
+        self.put(annotation, mask)
+        return mask
+
+    def put(self, annotation: Annotation, mask: np.ndarray) -> None:
+        """Keep `mask`, decoded elsewhere (the image loader's thread) from `annotation.rle`."""
         self._drop(annotation.id)
         self._entries[annotation.id] = (annotation.rle, annotation.image_id, mask)
         self.nbytes += mask.nbytes
         while self.nbytes > self.max_bytes and len(self._entries) > 1:
             self._drop(next(iter(self._entries)))
-        return mask
 
     def keep_images(self, image_ids) -> None:
         """Forget every mask that is not on one of `image_ids`."""

@@ -569,6 +569,14 @@ class AnnotationSession:
         """The image's annotations with their decoded masks (bottom to top)."""
         return [(a, self.masks.mask(a)) for a in self.project.annotations_of(image_id)]
 
+    def masks_decoded(self, image_id: int, masks: dict) -> None:
+        """Masks of `image_id` decoded off this thread ({annotation id: (rle, mask)}), for the
+        cache; those of annotations changed meanwhile (another RLE now) are dropped."""
+        for annotation in self.project.annotations_of(image_id):
+            entry = masks.get(annotation.id)
+            if entry is not None and entry[0] is annotation.rle:
+                self.masks.put(annotation, entry[1])
+
     def looking_at(self, image_ids) -> None:
         """The view shows these images now: the mask cache keeps only theirs."""
         self.masks.keep_images(image_ids)

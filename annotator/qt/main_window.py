@@ -412,7 +412,7 @@ class MainWindow(QMainWindow):
         self.canvas.message = f"Loading {record.file_name}…"
         self.canvas.set_image(None)
         self.image_panel.set_current(index)
-        self._display_token = self.loader.load(path)
+        self._display_token = self.loader.load(path, self.project.annotations_of(record.id))
         self.controller.set_image(path)
         self.controller.set_prefetch(self._prefetch_paths())
         self._refresh_annotations()
@@ -424,9 +424,10 @@ class MainWindow(QMainWindow):
         ahead = images[self.current_index + 1 : self.current_index + 1 + PREFETCH_AHEAD]
         return [str(self.project.image_path(r)) for r in ahead]
 
-    def _on_image_loaded(self, token: int, _path: str, display: DisplayImage) -> None:
+    def _on_image_loaded(self, token: int, _path: str, display: DisplayImage, masks) -> None:
         if token != self._display_token:
             return  # the user already moved on
+        self.session.masks_decoded(self.current_record().id, masks)
         self.display = display
         self.canvas.set_image(display)
         self._refresh_overlay()
