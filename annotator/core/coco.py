@@ -228,7 +228,7 @@ def parse_document(document: dict, path: Path) -> tuple[Project, LoadReport]:
     where = Path(path).name
     ours = document.get(OUR_KEY)
     if ours is not None and not isinstance(ours, dict):
-        raise UserError(f'{where}: "{OUR_KEY}" must be an object, found a {_type(ours)}.')
+        raise UserError(f'{where}: "{OUR_KEY}" must be an object, found {_a(_type(ours))}.')
     ours = ours or {}
     version = ours.get("format_version", FORMAT_VERSION)
     if not _is_int(version):
@@ -240,7 +240,7 @@ def parse_document(document: dict, path: Path) -> tuple[Project, LoadReport]:
         )
     for key in ("images", "categories", "annotations"):
         if key in document and not isinstance(document[key], list):
-            raise UserError(f'{where}: "{key}" must be a list, found a {_type(document[key])}.')
+            raise UserError(f'{where}: "{key}" must be a list, found {_a(_type(document[key]))}.')
     if "images" not in document:
         raise UserError(f'{where} is not a COCO file: it has no "images" list.')
 
@@ -268,7 +268,7 @@ def _read_images(project: Project, entries: list, ours: dict, where: str) -> Non
     for index, entry in enumerate(entries):
         place = f"{where}: images[{index}]"
         if not isinstance(entry, dict):
-            raise UserError(f"{place} must be an object, found a {_type(entry)}.")
+            raise UserError(f"{place} must be an object, found {_a(_type(entry))}.")
         image_id = entry.get("id")
         if not _is_int(image_id):
             raise UserError(f'{place} has no integer "id" (found {_short(image_id)}).')
@@ -351,7 +351,7 @@ def _read_categories(project: Project, entries: list, ours: dict, where: str) ->
     for index, entry in enumerate(entries):
         place = f"{where}: categories[{index}]"
         if not isinstance(entry, dict):
-            raise UserError(f"{place} must be an object, found a {_type(entry)}.")
+            raise UserError(f"{place} must be an object, found {_a(_type(entry))}.")
         category_id = entry.get("id")
         if not _is_int(category_id):
             raise UserError(f'{place} has no integer "id" (found {_short(category_id)}).')
@@ -453,7 +453,7 @@ def _check_annotation_fields(entry, index: int, first_seen: dict[int, int], wher
     """Raise UserError, naming the place, when an annotation cannot even be indexed."""
     place = f"{where}: annotations[{index}]"
     if not isinstance(entry, dict):
-        raise UserError(f"{place} must be an object, found a {_type(entry)}.")
+        raise UserError(f"{place} must be an object, found {_a(_type(entry))}.")
     annotation_id = entry.get("id")
     if type(annotation_id) is not int:
         raise UserError(f'{place} has no integer "id" (found {_short(annotation_id)}).')
@@ -692,6 +692,10 @@ def _type(value) -> str:
     return {dict: "object", list: "list", str: "text", bool: "boolean", type(None): "null"}.get(
         type(value), "number" if _is_number(value) else type(value).__name__
     )
+
+
+def _a(noun: str) -> str:
+    return f"an {noun}" if noun[:1] in "aeiou" else f"a {noun}"
 
 
 def _short(value) -> str:

@@ -73,8 +73,7 @@ def path_problem(file_name: str) -> str | None:
 
 
 def polygon_problem(polygons: list[list[float]]) -> str | None:
-    """Why these polygons (flat [x0, y0, ...] number lists) must not be rasterised on a
-    `height` x `width` image, or None. Points may lie outside the image (other tools write them
+    """Why these polygons (flat [x0, y0, ...] number lists) must not be rasterised, or None. Points may lie outside the image (other tools write them
     slightly out; pycocotools clips them), but within MAX_COORDINATE, and the outline must fit
     MAX_POLYGON_OUTLINE."""
     outline = 0.0
