@@ -67,7 +67,8 @@ def rss_mb() -> float:
     return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
-def launch_seconds(path: Path, runs: int) -> list[float]:
+def launch_seconds(path: Path, runs: int) -> list[tuple[float, float]]:
+    """(seconds to the first frame, seconds to the project shown) of fresh launches."""
     results = []
     env = {**os.environ, "ANNOTATOR_BENCH_SHOWN": "1"}
     for _ in range(runs):
@@ -80,15 +81,17 @@ def launch_seconds(path: Path, runs: int) -> list[float]:
             stderr=subprocess.DEVNULL,
             text=True,
         )
-        shown = None
+        shown = opened = None
         for line in process.stdout:
             if line.startswith("annotator-shown"):
                 shown = time.perf_counter() - start
+            if line.startswith("annotator-opened"):
+                opened = time.perf_counter() - start
                 break
         process.wait(timeout=300)
-        if shown is None:
-            raise SystemExit("the window never reported its first frame")
-        results.append(shown)
+        if shown is None or opened is None:
+            raise SystemExit("the window never reported its first frame and the project")
+        results.append((shown, opened))
     return results
 
 
@@ -165,24 +168,23 @@ def in_window(path: Path, turns: int) -> dict:
     window.accept_all_proposals()
     app.processEvents()
     accept_s = time.perf_counter() - start
+    accept_batches = len(batches)
     undo_steps = window.stack.count()
 
-    # The journal's cost per edit: the same accept with and without the journal, interleaved.
+    # The journal's cost per edit on the GUI thread: the delta and the append of one accept.
+    from annotator.core.journal import Delta
+    from annotator.core.project import ProjectEvent
+
     small = np.zeros((HEIGHT, WIDTH), bool)
     small[10:30, 10:40] = True
-    with_journal, without = [], []
-    journal_was = window.session._journal_enabled
+    journal = window.session._journal
+    costs = []
     for n in range(200):
-        for enabled, into in ((True, with_journal), (False, without)):
-            window.session._journal_enabled = enabled
-            if not enabled:
-                saved, window.session._journal = window.session._journal, None
-            t0 = time.perf_counter()
-            window.session.add_mask(record.id, 1, small)
-            into.append((time.perf_counter() - t0) * 1000)
-            if not enabled:
-                window.session._journal = saved
-    window.session._journal_enabled = journal_was
+        annotation = window.session.add_mask(record.id, 1, small)
+        events = [ProjectEvent("annotations", (annotation.id,), (record.id,))]
+        t0 = time.perf_counter()
+        journal.append(10**6 + n, "push", "Add annotation", Delta.of(window.project, events), 0.0)
+        costs.append((time.perf_counter() - t0) * 1000)
     window.session.stack.set_clean()
     window.session._base_unsaved = False
     window.close()
@@ -190,10 +192,10 @@ def in_window(path: Path, turns: int) -> dict:
         "growth_mb": growth,
         "stalls": stalls,
         "accept_s": accept_s,
-        "batches": len(batches),
+        "batches": accept_batches,
         "undo_steps_after": undo_steps,
-        "journal_ms": statistics.median(with_journal) - statistics.median(without),
-        "edit_ms": statistics.median(with_journal),
+        "journal_ms": statistics.median(costs),
+        "journal_max_ms": max(costs),
     }
 
 
@@ -219,7 +221,8 @@ def main(argv: list[str]) -> int:
         total = args.images * args.per_image
         print(f"{args.images} images x {args.per_image} = {total} annotations, {WIDTH}x{HEIGHT}")
         launches = launch_seconds(path, args.launches)
-        launch = statistics.median(launches)
+        launch = statistics.median(t for t, _ in launches)
+        opened = statistics.median(t for _, t in launches)
         result = in_window(path, args.turns)
     stalls = sorted(result["stalls"])
     p90 = stalls[int(0.9 * (len(stalls) - 1))]
@@ -231,7 +234,8 @@ def main(argv: list[str]) -> int:
 
     print(
         f"window visible        : {launch:6.2f} s median of {len(launches)} "
-        f"(goal <= {GOAL_LAUNCH_S} s: {verdict(launch <= GOAL_LAUNCH_S)})"
+        f"(goal <= {GOAL_LAUNCH_S} s: {verdict(launch <= GOAL_LAUNCH_S)}); the project shown "
+        f"after {opened:.2f} s (read on a thread behind a busy bar)"
     )
     print(
         f"memory over {args.turns} turns : {result['growth_mb']:+6.1f} MB "
@@ -247,8 +251,9 @@ def main(argv: list[str]) -> int:
         f"{result['batches']} batch of events (goal 1: {verdict(result['batches'] == 1)})"
     )
     print(
-        f"journal per edit      : {result['journal_ms']:.3f} ms of a {result['edit_ms']:.2f} ms "
-        f"accept (goal < 1 ms: {verdict(result['journal_ms'] < 1)})"
+        f"journal per edit      : median {result['journal_ms']:.3f} ms, max "
+        f"{result['journal_max_ms']:.3f} ms on the GUI thread (goal < 1 ms: "
+        f"{verdict(result['journal_ms'] < 1)})"
     )
     return 0
 

@@ -60,6 +60,11 @@ def read_image_size(path: Path) -> tuple[int, int]:
         raise UserError(f"Cannot read image {path}: {_reason(exc)}.") from None
     if orientation in (5, 6, 7, 8):  # rotated by 90 or 270 degrees
         width, height = height, width
+    from annotator.core.limits import size_problem
+
+    problem = size_problem(int(width), int(height))
+    if problem is not None:  # a project could hold it but never open again
+        raise UserError(f"Image {path}: {problem}.")
     return int(width), int(height)
 
 

@@ -309,7 +309,7 @@ def _parse(raw: bytes) -> tuple[LockHolder | None, str | None]:
         info = json.loads(raw)
         holder = LockHolder(int(info["pid"]), str(info["host"]), float(info["started"]))
         token = info.get("token")
-    except (ValueError, KeyError, TypeError, AttributeError):
+    except (ValueError, KeyError, TypeError, AttributeError, RecursionError):
         return None, None
     if holder.pid <= 0:
         return None, None

@@ -151,16 +151,23 @@ class AnnotationSession:
 
         Raises UserError with one sentence for what cannot be opened; nothing is written then.
         """
-        project, messages, added = _read_project(path)
-        session = cls(project, journal=journal)
-        report = OpenReport(messages)
+        return cls.from_read(read_project(path), take_lock=take_lock, journal=journal)
+
+    @classmethod
+    def from_read(
+        cls, read: ReadProject, *, take_lock: bool = True, journal: bool = True
+    ) -> tuple[AnnotationSession, OpenReport]:
+        """The session of what `read_project` read (on any thread): takes the lock and adds the
+        folder's new images as one undoable step. Fast: call it on the GUI thread."""
+        session = cls(read.project, journal=journal)
         if take_lock:
-            session._take_lock(project.path)
-        if project.path is not None:
-            session.recovery = find_recovery(project.path, project)
-        if added:
-            session.push(AddImages(added, f"Add {len(added)} new image(s) from the folder"))
-        return session, report
+            session._take_lock(read.project.path)
+        session.recovery = read.recovery
+        if read.added:
+            session.push(
+                AddImages(read.added, f"Add {len(read.added)} new image(s) from the folder")
+            )
+        return session, OpenReport(list(read.messages))
 
     @classmethod
     def of(cls, project: Project, *, take_lock: bool = True) -> AnnotationSession:
@@ -566,8 +573,19 @@ class AnnotationSession:
 
     # ================================================================== views
     def masks_of(self, image_id: int) -> list[tuple[Annotation, np.ndarray]]:
-        """The image's annotations with their decoded masks (bottom to top)."""
-        return [(a, self.masks.mask(a)) for a in self.project.annotations_of(image_id)]
+        """The image's annotations with their decoded masks (bottom to top). An annotation whose
+        RLE cannot be decoded (a hand-edited file) is left out and named in a "message" event;
+        it stays in the project and is written back as it was."""
+        out, broken = [], []
+        for annotation in self.project.annotations_of(image_id):
+            try:
+                out.append((annotation, self.masks.mask(annotation)))
+            except ValueError:
+                broken.append(annotation.id)
+        if broken:
+            ids = ", ".join(map(str, broken[:10]))
+            self._emit("message", text=f"Annotation(s) {ids} have corrupt masks and are not shown.")
+        return out
 
     def masks_decoded(self, image_id: int, masks: dict) -> None:
         """Masks of `image_id` decoded off this thread ({annotation id: (rle, mask)}), for the
@@ -592,6 +610,24 @@ def _check_not_locked(target: Path) -> None:
             f"{target.name} is open in another window ({holder.describe()}); "
             "choose another file or close it there."
         )
+
+
+@dataclass
+class ReadProject:
+    """What opening a path read from disk, before any session exists (see `read_project`)."""
+
+    project: Project
+    messages: list[str]
+    added: list[ImageRecord]  # the folder's images the project does not list yet
+    recovery: Recovery | None
+
+
+def read_project(path: Path | None) -> ReadProject:
+    """Read what `AnnotationSession.open(path)` opens, touching nothing but files: safe on a
+    background thread (a 50,000-annotation project takes a second or two). Raises UserError."""
+    project, messages, added = _read_project(path)
+    recovery = find_recovery(project.path, project) if project.path is not None else None
+    return ReadProject(project, messages, added, recovery)
 
 
 def _read_project(path: Path | None) -> tuple[Project, list[str], list[ImageRecord]]:

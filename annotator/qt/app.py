@@ -107,10 +107,8 @@ def run_app(args) -> int:
     app.setWindowIcon(app_icon())
     settings = Settings()
     path = Path(args.path) if getattr(args, "path", None) else None
-    from annotator.core.session import AnnotationSession
-
-    session, report = AnnotationSession.open(path)
-    messages = report.messages
+    if path is not None and not path.expanduser().exists():
+        raise UserError(f"{path.expanduser().absolute()} does not exist.")
     needs_model = not getattr(args, "checkpoint", None) and not settings.checkpoint
     if needs_model:
         needs_model = not _found_checkpoint(settings)
@@ -119,7 +117,7 @@ def run_app(args) -> int:
         settings.checkpoint = str(Path(args.checkpoint).expanduser().absolute())
     if getattr(args, "device", "auto") not in (None, "auto"):
         settings.device = args.device
-    window = MainWindow(session, spec, settings)
+    window = MainWindow(None, spec, settings)
     from annotator.qt.crash import install_excepthook
 
     # An unexpected error autosaves first, then shows a copyable report; the app keeps running.
@@ -131,14 +129,10 @@ def run_app(args) -> int:
         and not os.environ.get("ANNOTATOR_BENCH_SHOWN")
     ):
         QTimer.singleShot(0, lambda: _first_run_dialog(window, settings))
+    # The project is read on a thread behind a busy bar (a big one takes seconds), then shown,
+    # with its notes and any unsaved work to restore.
+    window.open_in_background(path)
     QTimer.singleShot(0, window.start_inference)
-    QTimer.singleShot(0, window.offer_recovery)
-    if messages:
-        from PySide6.QtWidgets import QMessageBox
-
-        QTimer.singleShot(
-            0, lambda: QMessageBox.information(window, "Opened with notes", "\n\n".join(messages))
-        )
     if os.environ.get("ANNOTATOR_BENCH_SHOWN"):  # bench/bench_gui.py: time to a visible window
         QTimer.singleShot(0, lambda: _report_shown(window))
     try:
@@ -177,4 +171,12 @@ def _report_shown(window) -> None:
 
     window.repaint()  # the first frame is painted synchronously before we report it
     print(f"annotator-shown torch={'torch' in sys.modules}", flush=True)
-    QTimer.singleShot(200, window.close)
+
+    def close_when_opened() -> None:  # the project prints "annotator-opened" when it is shown
+        if window._opening is not None:
+            QTimer.singleShot(50, close_when_opened)
+            return
+        window._closing = True  # no "unsaved changes?" question in a bench
+        window.close()
+
+    QTimer.singleShot(200, close_when_opened)

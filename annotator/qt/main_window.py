@@ -18,12 +18,20 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import sys
 from pathlib import Path
 
 from PySide6.QtCore import Qt, QTimer
 from PySide6.QtGui import QCloseEvent, QColor
-from PySide6.QtWidgets import QColorDialog, QFileDialog, QInputDialog, QMainWindow, QMessageBox
+from PySide6.QtWidgets import (
+    QColorDialog,
+    QDockWidget,
+    QFileDialog,
+    QInputDialog,
+    QMainWindow,
+    QMessageBox,
+)
 
 from annotator.core.project import Project
 from annotator.core.proposals import CompactProposal
@@ -41,6 +49,7 @@ from annotator.qt.inference import (
     InferenceController,
     InferenceWorker,
 )
+from annotator.qt.opener import ProjectOpener
 from annotator.qt.overlay import OverlayItem
 from annotator.qt.proposals import AutoMaskSettingsDialog
 from annotator.qt.settings import Settings
@@ -82,6 +91,8 @@ class MainWindow(QMainWindow):
         build_menus_and_toolbar(self)
         self.controller = InferenceController(worker, self)
         self.loader = ImageLoader(self)
+        self.opener = ProjectOpener(self)
+        self._opening: tuple[int, bool] | None = None  # (token, discard the current session)
         self._connect()
         self._progress_timer = QTimer(self)
         self._progress_timer.setInterval(100)
@@ -99,7 +110,9 @@ class MainWindow(QMainWindow):
         self.opacity_slider.setValue(round(self.settings.opacity * 100))
         if isinstance(session, Project):
             session = AnnotationSession.of(session)
-        self.set_session(session)
+        # None: the project is opened in the background (`open_in_background`); meanwhile the
+        # window shows an empty, untitled project.
+        self.set_session(session or AnnotationSession(Project(None), journal=False))
 
     # ================================================================== the session's state
     @property
@@ -181,6 +194,8 @@ class MainWindow(QMainWindow):
         self.controller.auto_progress.connect(self._on_auto_progress)
         self.controller.auto_finished.connect(self._on_auto_finished)
         self.loader.loaded.connect(self._on_image_loaded)
+        self.opener.opened.connect(self._on_project_read)
+        self.opener.failed.connect(self._on_project_failed)
         self.loader.failed.connect(self._on_image_failed)
 
     # ================================================================== session binding
@@ -800,22 +815,66 @@ class MainWindow(QMainWindow):
             self.open_path(Path(path))
 
     def open_path(self, path: Path) -> bool:
-        """Open another project; the current one is closed only once the new one opened."""
+        """Open another project (read in the background); the current one is closed only once
+        the new one has opened. False when the person cancelled."""
         choice = self.maybe_save()
         if not choice:
             return False
-        try:
-            session, report = AnnotationSession.open(path)
-        except UserError as exc:
-            QMessageBox.critical(self, "Cannot open", str(exc))
-            return False  # the current project stays open, its unsaved work untouched
+        self.open_in_background(path, discard=choice == "discard")
+        return True
+
+    def open_in_background(self, path: Path | None, discard: bool = False) -> None:
+        """Read `path` on a thread behind a busy indicator; the window stays responsive.
+        discard: the current session's unsaved work is dropped once the new project opened."""
+        self._opening = (self.opener.open(path), discard)
+        name = Path(path).name if path is not None else "the samples"
+        self._set_opening(f"Opening {name}…")
+
+    def _set_opening(self, text: str | None) -> None:
+        """While a project is read: a message, a busy bar, and no edits of the old one."""
+        busy = text is not None
+        self.centralWidget().setEnabled(not busy)
+        for dock_name in ("imagesDock", "labelsDock"):
+            dock = self.findChild(QDockWidget, dock_name)
+            if dock is not None:
+                dock.setEnabled(not busy)
+        for name in ("save", "save_as", "export", "relink_images", "undo", "redo"):
+            self.actions[name].setEnabled(not busy)
+        self.progress.setVisible(busy)
+        if busy:
+            self.progress.setRange(0, 0)
+            self.statusBar().showMessage(text)
+            if self.display is None:
+                self.canvas.message = text
+                self.canvas.update()
+        else:
+            self.statusBar().clearMessage()
+            self._refresh_history()
+
+    def _on_project_read(self, token: int, read) -> None:
+        if self._opening is None or token != self._opening[0]:
+            return
+        discard = self._opening[1]
+        self._opening = None
+        self._set_opening(None)
+        session, report = AnnotationSession.from_read(read)
         old = self.session
         self.set_session(session)
-        old.close(discard=choice == "discard")
+        old.close(discard=discard)
         if report.messages:
             QMessageBox.information(self, "Opened with notes", "\n\n".join(report.messages))
         self.offer_recovery()
-        return True
+        if os.environ.get("ANNOTATOR_BENCH_SHOWN"):  # bench/bench_scale.py: time to the project
+            print(f"annotator-opened images={len(self.project.images)}", flush=True)
+
+    def _on_project_failed(self, token: int, message: str) -> None:
+        if self._opening is None or token != self._opening[0]:
+            return
+        self._opening = None
+        self._set_opening(None)
+        if not self.project.images:
+            self._show_no_image(message)
+        QMessageBox.critical(self, "Cannot open", message)  # the current project stays as it was
 
     def offer_recovery(self) -> bool:
         """If the project has unsaved work from a session that ended without saving (a crash),
@@ -910,6 +969,7 @@ class MainWindow(QMainWindow):
         self.hide()  # the window goes away at once, even while an embedding finishes
         self.controller.shutdown()
         self.loader.shutdown()
+        self.opener.shutdown()
         self._recovery_timer.stop()
         if self.session is not None:
             self.session.remove_listener(self._on_session_events)
