@@ -281,7 +281,7 @@ def _add_proposals(session, record, category_id: int, proposals) -> int:
     commands = []
     next_id = session.project.next_annotation_id()
     for proposal in proposals:
-        if not proposal.mask.any():  # small-region clean-up can empty a mask
+        if proposal.area == 0:  # small-region clean-up can empty a mask
             continue
         annotation = annotation_from_mask(next_id, record.id, category_id, proposal.mask)
         commands.append(

@@ -386,7 +386,7 @@ class InferenceWorker(QObject):
                 cancelled=job.cancel.is_set,
             )
             compact = []
-            while proposals:  # full-size masks leave memory one by one as they are packed
+            while proposals:  # one full-size mask at a time: decoded, packed, dropped
                 proposal = proposals.pop(0)
                 packed = CompactProposal.from_mask(
                     proposal.mask, proposal.predicted_iou, proposal.stability_score
