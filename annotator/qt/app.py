@@ -131,7 +131,7 @@ def run_app(args) -> int:
         QTimer.singleShot(0, lambda: _first_run_dialog(window, settings))
     # The project is read on a thread behind a busy bar (a big one takes seconds), then shown,
     # with its notes and any unsaved work to restore.
-    window.open_in_background(path)
+    window.files.open_in_background(path)
     QTimer.singleShot(0, window.start_inference)
     if os.environ.get("ANNOTATOR_BENCH_SHOWN"):  # bench/bench_gui.py: time to a visible window
         QTimer.singleShot(0, lambda: _report_shown(window))
@@ -173,7 +173,7 @@ def _report_shown(window) -> None:
     print(f"annotator-shown torch={'torch' in sys.modules}", flush=True)
 
     def close_when_opened() -> None:  # the project prints "annotator-opened" when it is shown
-        if window._opening is not None:
+        if window.files.opening is not None:
             QTimer.singleShot(50, close_when_opened)
             return
         window._closing = True  # no "unsaved changes?" question in a bench

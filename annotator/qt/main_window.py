@@ -18,16 +18,12 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import sys
-from pathlib import Path
 
 from PySide6.QtCore import Qt, QTimer
 from PySide6.QtGui import QCloseEvent, QColor
 from PySide6.QtWidgets import (
     QColorDialog,
-    QDockWidget,
-    QFileDialog,
     QInputDialog,
     QMainWindow,
     QMessageBox,
@@ -36,24 +32,24 @@ from PySide6.QtWidgets import (
 from annotator.core.project import Project
 from annotator.core.proposals import CompactProposal
 from annotator.core.session import AnnotationSession, SessionEvent
-from annotator.errors import UserError
 from annotator.qt.actions import ShortcutSheet, build_actions
 from annotator.qt.canvas import GESTURES, Canvas
 from annotator.qt.image_loader import DisplayImage, ImageLoader
 from annotator.qt.inference import (
-    NEEDS_SAM,
-    AutoMasked,
-    EmbeddingState,
-    EngineInfo,
     EngineSpec,
     InferenceController,
     InferenceWorker,
 )
-from annotator.qt.opener import ProjectOpener
 from annotator.qt.overlay import OverlayItem
-from annotator.qt.proposals import AutoMaskSettingsDialog
+from annotator.qt.project_files import ProjectFiles
+from annotator.qt.segment_everything import SegmentEverything
 from annotator.qt.settings import Settings
-from annotator.qt.window_layout import build_menus_and_toolbar, build_panels, build_status_bar
+from annotator.qt.window_layout import (
+    EngineStatus,
+    build_menus_and_toolbar,
+    build_panels,
+    build_status_bar,
+)
 
 log = logging.getLogger(__name__)
 
@@ -91,12 +87,10 @@ class MainWindow(QMainWindow):
         build_menus_and_toolbar(self)
         self.controller = InferenceController(worker, self)
         self.loader = ImageLoader(self)
-        self.opener = ProjectOpener(self)
-        self._opening: tuple[int, bool] | None = None  # (token, discard the current session)
+        self.files = ProjectFiles(self)
+        self.engine_status = EngineStatus(self, self.controller)
+        self.everything = SegmentEverything(self)
         self._connect()
-        self._progress_timer = QTimer(self)
-        self._progress_timer.setInterval(100)
-        self._progress_timer.timeout.connect(self._update_progress)
         self._recovery_timer = QTimer(self)
         self._recovery_timer.setInterval(RECOVERY_TICK_MS)
         self._recovery_timer.timeout.connect(lambda: self.session and self.session.tick())
@@ -130,12 +124,12 @@ class MainWindow(QMainWindow):
     def _connect(self) -> None:
         a = self.actions
         triggers = {
-            "open": self.open_dialog,
-            "open_folder": self.open_folder_dialog,
-            "save": self.save,
-            "save_as": self.save_as,
-            "export": self.export,
-            "relink_images": self.relink_images,
+            "open": self.files.open_dialog,
+            "open_folder": self.files.open_folder_dialog,
+            "save": self.files.save,
+            "save_as": self.files.save_as,
+            "export": self.files.export,
+            "relink_images": self.files.relink_images,
             "choose_model": self.choose_model,
             "quit": self.close,
             "accept": self.accept_mask,
@@ -185,17 +179,10 @@ class MainWindow(QMainWindow):
         self.annotation_panel.relabel_requested.connect(self.relabel)
         self.annotation_panel.delete_requested.connect(self.delete_annotations)
 
-        self.controller.engine_ready.connect(self._on_engine_ready)
-        self.controller.engine_failed.connect(self._on_engine_failed)
-        self.controller.state_changed.connect(self._on_state)
         self.controller.prediction_ready.connect(self._on_prediction)
         self.controller.error.connect(lambda message: self.statusBar().showMessage(message, 8000))
         self.controller.crashed.connect(self._on_worker_crash)
-        self.controller.auto_progress.connect(self._on_auto_progress)
-        self.controller.auto_finished.connect(self._on_auto_finished)
         self.loader.loaded.connect(self._on_image_loaded)
-        self.opener.opened.connect(self._on_project_read)
-        self.opener.failed.connect(self._on_project_failed)
         self.loader.failed.connect(self._on_image_failed)
 
     # ================================================================== session binding
@@ -212,16 +199,16 @@ class MainWindow(QMainWindow):
         )
         self.image_panel.set_project(self.project)
         self._refresh_categories()
-        self._refresh_history()
+        self.refresh_history()
         self.current_index = -1
         if self.project.images:
             self.go_to(0)
         else:
-            self._show_no_image("This project has no images. Open a folder with Ctrl+O.")
+            self.show_no_image("This project has no images. Open a folder with Ctrl+O.")
         path = self.project.path
         if path is not None and path.exists():
             self.settings.add_recent_project(str(path))
-        self._refresh_recent_menu()
+        self.files.refresh_recent_menu()
 
     def _warn_if_locked(self) -> None:
         """Warn (without blocking) when another window holds the project."""
@@ -247,7 +234,7 @@ class MainWindow(QMainWindow):
             index, self.current_index = max(self.current_index, 0), -1
             self.image_panel.set_project(self.project)
             self._refresh_categories()
-            self._refresh_history()
+            self.refresh_history()
             self.go_to(min(index, len(self.project.images) - 1))
             return
         record = self.current_record()
@@ -270,12 +257,12 @@ class MainWindow(QMainWindow):
         if "proposals" in kinds:
             self._refresh_proposals()
         if kinds.keys() & {"history", "dirty", "path"}:
-            self._refresh_history()
+            self.refresh_history()
         for event in events:
             if event.kind == "message":
                 self.statusBar().showMessage(event.text, 10000)
 
-    def _refresh_history(self) -> None:
+    def refresh_history(self) -> None:
         stack = self.stack
         for name, can, text, base in (
             ("undo", stack.can_undo(), stack.undo_text(), "&Undo"),
@@ -290,7 +277,7 @@ class MainWindow(QMainWindow):
         return self.session is not None and self.session.dirty
 
     # ================================================================== edits
-    def _edit(self, action, *args) -> bool:
+    def edit(self, action, *args) -> bool:
         """Run a session edit; a refused one (unknown id, empty mask) says why in the status bar."""
         try:
             action(*args)
@@ -313,7 +300,7 @@ class MainWindow(QMainWindow):
         if not mask.any():
             self.statusBar().showMessage("The mask is empty: add a point on the object.", 4000)
             return
-        if self._edit(self.session.add_mask, record.id, self.current_category_id, mask):
+        if self.edit(self.session.add_mask, record.id, self.current_category_id, mask):
             self.clear_prompts()
 
     def delete_selected(self) -> None:
@@ -322,15 +309,15 @@ class MainWindow(QMainWindow):
             self.delete_annotations(ids)
 
     def delete_annotations(self, ids) -> None:
-        self._edit(self.session.delete_annotations, ids)
+        self.edit(self.session.delete_annotations, ids)
 
     def relabel(self, ids, category_id: int) -> None:
-        self._edit(self.session.relabel, ids, category_id)
+        self.edit(self.session.relabel, ids, category_id)
 
     def toggle_done(self) -> None:
         record = self.current_record()
         if record is not None:
-            self._edit(self.session.set_done, record.id, not record.done)
+            self.edit(self.session.set_done, record.id, not record.done)
         self._sync_done_action()
 
     def _sync_done_action(self) -> None:
@@ -355,14 +342,14 @@ class MainWindow(QMainWindow):
         category = self.project.category(category_id)
         name, ok = QInputDialog.getText(self, "Rename label", "New name:", text=category.name)
         if ok and name.strip() and name.strip() != category.name:
-            self._edit(self.session.rename_category, category_id, name.strip())
+            self.edit(self.session.rename_category, category_id, name.strip())
 
     def recolor_category(self, category_id: int) -> None:
         category = self.project.category(category_id)
         color = QColorDialog.getColor(QColor(*category.color), self, "Label colour")
         if color.isValid():
             rgb = (color.red(), color.green(), color.blue())
-            self._edit(self.session.recolor_category, category_id, rgb)
+            self.edit(self.session.recolor_category, category_id, rgb)
 
     def delete_category(self, category_id: int) -> None:
         category = self.project.category(category_id)
@@ -378,7 +365,7 @@ class MainWindow(QMainWindow):
             )
             if answer != QMessageBox.StandardButton.Yes:
                 return
-        self._edit(self.session.delete_category, category_id)
+        self.edit(self.session.delete_category, category_id)
 
     # ================================================================== categories
     def _refresh_categories(self) -> None:
@@ -451,9 +438,9 @@ class MainWindow(QMainWindow):
 
     def _on_image_failed(self, token: int, _path: str, message: str) -> None:
         if token == self._display_token:
-            self._show_no_image(message)
+            self.show_no_image(message)
 
-    def _show_no_image(self, message: str) -> None:
+    def show_no_image(self, message: str) -> None:
         self.display = None
         self.canvas.message = message
         self.canvas.set_image(None)
@@ -501,125 +488,28 @@ class MainWindow(QMainWindow):
 
     # ================================================================== segment everything
     def segment_everything(self) -> bool:
-        """Ctrl+E: propose masks for the whole current image on the worker. Returns whether a
-        run started (not while one runs: Esc cancels it first)."""
-        status = self.statusBar()
-        if self.current_record() is None or self.controller.key is None:
-            status.showMessage("Open an image first.", 4000)
-            return False
-        info = self.controller.engine_info
-        if info is None:
-            status.showMessage("The model is not loaded yet; try again when it is.", 6000)
-            return False
-        if not info.automatic:
-            status.showMessage(NEEDS_SAM, 10000)
-            return False
-        if self.controller.auto_running:
-            status.showMessage("Segment everything is already running (Esc cancels it).", 4000)
-            return False
-        self._close_proposals()
-        if not self.controller.request_auto_masks(self.settings.auto_mask_settings):
-            return False
-        self.auto_progress.setRange(0, 0)  # busy until the first step is reported
-        self.auto_box.show()
-        return True
+        return self.everything.start()
 
     def cancel_segment_everything(self) -> None:
-        if self.controller.auto_running:
-            self.controller.cancel_auto()
-            self.statusBar().showMessage("Segment everything cancelled.", 4000)
-        self.auto_box.hide()
+        self.everything.cancel()
 
     def _stop_segment_everything(self) -> None:
-        """The image or project changes: cancel a run and drop the proposals."""
-        self.controller.cancel_auto()
-        self.auto_box.hide()
-        self._close_proposals()
-
-    def _on_auto_progress(self, done: int, total: int) -> None:
-        self.auto_progress.setRange(0, max(1, total))
-        self.auto_progress.setValue(done)
-
-    def _on_auto_finished(self, result: AutoMasked) -> None:
-        """A run of the current image ended (the controller drops every other)."""
-        self.auto_box.hide()
-        if result.message:
-            self.statusBar().showMessage(f"Segment everything failed: {result.message}", 10000)
-            return
-        if result.cancelled:
-            return
-        self._close_proposals()
-        if not result.proposals:
-            self.statusBar().showMessage(
-                "Segment everything found no masks above the thresholds "
-                "(Prompts ▸ Segment Everything Settings…).",
-                8000,
-            )
-            return
-        record = self.current_record()
-        self.session.set_proposals(record.id, result.key, list(result.proposals))
-        self.statusBar().showMessage(
-            f"{len(result.proposals)} proposals in {result.seconds:.1f} s.", 6000
-        )
+        self.everything.stop()
 
     def accept_proposal(self, proposal: CompactProposal) -> bool:
-        """Add `proposal` as an annotation of the current label (one undo step)."""
-        if not self._can_accept_proposals():
-            return False
-        return self._edit(self.session.accept_proposal, proposal, self.current_category_id)
+        return self.everything.accept(proposal)
 
     def accept_all_proposals(self) -> bool:
-        """Ctrl+Shift+E: every remaining proposal becomes an annotation of the current label,
-        best first, as ONE undo step (undo puts them all back on offer) and one redraw."""
-        if not self._can_accept_proposals() or not len(self.proposals):
-            return False
-        return self._edit(self.session.accept_all_proposals, self.current_category_id)
+        return self.everything.accept_all()
 
     def discard_proposals(self) -> None:
-        """Drop the remaining proposals (accepted ones stay annotations)."""
-        if self.proposals is not None and len(self.proposals):
-            self.statusBar().showMessage(f"Discarded {len(self.proposals)} proposals.", 4000)
-        self._close_proposals()
-
-    def _can_accept_proposals(self) -> bool:
-        """Proposals of the current image are on offer and a label is chosen."""
-        record = self.current_record()
-        if self.proposals is None or record is None:
-            return False
-        if self.session.proposals_image_id != record.id:
-            return False  # never: navigation closes the set; kept as a guard against misfiling
-        if self.current_category_id is None:
-            self.statusBar().showMessage("Add a label first (Ctrl+L).", 4000)
-            return False
-        return True
-
-    def _close_proposals(self) -> None:
-        if self.session is not None:
-            self.session.close_proposals()
-        self._refresh_proposals()
+        self.everything.discard()
 
     def _refresh_proposals(self) -> None:
-        """Outline the proposals on offer and show their count with Accept All / Discard."""
-        items = self.proposals.items if self.proposals is not None else []
-        self.canvas.set_proposals(items)
-        if self.canvas.hovered is not None and self.canvas.hovered not in items:
-            self.canvas.set_hovered(None)
-        self.proposal_bar.setVisible(bool(items))
-        self.proposal_label.setText(
-            f"{len(items)} proposal{'s' if len(items) != 1 else ''}: click one to accept it"
-        )
-        self.actions["accept_all_proposals"].setEnabled(bool(items))
-        self.actions["discard_proposals"].setEnabled(bool(items))
+        self.everything.refresh()
 
-    def edit_auto_mask_settings(self) -> AutoMaskSettingsDialog:
-        """Prompts ▸ Segment Everything Settings…: a dialog; OK stores the values in Settings."""
-        dialog = AutoMaskSettingsDialog(self.settings.auto_mask_settings, self)
-        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
-        dialog.accepted.connect(
-            lambda: setattr(self.settings, "auto_mask_settings", dialog.values())
-        )
-        dialog.open()
-        return dialog
+    def edit_auto_mask_settings(self):
+        return self.everything.edit_settings()
 
     def _prompts_changed(self, decode: bool) -> None:
         prompts = self.session.prompts
@@ -684,56 +574,14 @@ class MainWindow(QMainWindow):
         self.canvas.set_overlay_items(items)
 
     def _on_selection(self, ids) -> None:
-        self._selected = tuple(ids)
-        self._refresh_overlay()
+        if tuple(ids) != self._selected:  # the panel re-emits it when its list is rebuilt
+            self._selected = tuple(ids)
+            self._refresh_overlay()
 
     # ================================================================== engine state
     def start_inference(self) -> None:
         """Start the worker thread and load the engine (after the window is visible)."""
         self.controller.start(self.engine_spec)
-
-    def _on_engine_ready(self, info: EngineInfo) -> None:
-        self.model_label.setText(f"Model: {info.name}")
-        self.device_label.setText(f"Device: {info.device}")
-
-    def _on_engine_failed(self, message: str) -> None:
-        self.model_label.setText("Model: not loaded")
-        self.model_label.setToolTip(message)
-        # Not modal: the person can keep browsing and choose another model (Ctrl+M).
-        box = QMessageBox(QMessageBox.Icon.Warning, "Model not loaded", message, parent=self)
-        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
-        box.setWindowModality(Qt.WindowModality.NonModal)
-        box.show()
-
-    def _on_state(self, state: EmbeddingState, detail: str) -> None:
-        texts = {
-            EmbeddingState.NO_ENGINE: "No model",
-            EmbeddingState.LOADING_MODEL: "Loading model…",
-            EmbeddingState.WAITING: "Embedding queued",
-            EmbeddingState.ENCODING: "Embedding…",
-            EmbeddingState.READY: "Embedding ready" + (f" ({detail})" if detail else ""),
-            EmbeddingState.FAILED: "Failed: " + detail,
-        }
-        self.state_label.setText(texts[state])
-        busy = state in (
-            EmbeddingState.LOADING_MODEL,
-            EmbeddingState.ENCODING,
-            EmbeddingState.WAITING,
-        )
-        self.progress.setVisible(busy)
-        if busy:
-            self._update_progress()
-            self._progress_timer.start()
-        else:
-            self._progress_timer.stop()
-
-    def _update_progress(self) -> None:
-        fraction = self.controller.encode_progress()
-        if fraction is None:
-            self.progress.setRange(0, 0)  # busy indicator until we know how long it takes
-        else:
-            self.progress.setRange(0, 100)
-            self.progress.setValue(int(fraction * 100))
 
     def _on_cursor(self, x: float, y: float) -> None:
         if math.isnan(x):
@@ -753,172 +601,17 @@ class MainWindow(QMainWindow):
         self.canvas.set_opacity(value / 100)
         self.settings.opacity = value / 100
 
-    # ================================================================== files
-    def save(self) -> bool:
-        if self.project.path is None:
-            return self.save_as()
-        return self._save_to(None)
-
-    def save_as(self) -> bool:
-        start = str(self.project.path or Path.cwd() / "annotations.json")
-        path, _ = QFileDialog.getSaveFileName(self, "Save project as", start, "COCO JSON (*.json)")
-        return bool(path) and self._save_to(Path(path))
-
-    def _save_to(self, path: Path | None) -> bool:
-        try:
-            written = self.session.save(path)
-        except UserError as exc:
-            QMessageBox.critical(self, "Not saved", str(exc))
-            return False
-        self.settings.add_recent_project(str(written))
-        self._refresh_recent_menu()
-        self.statusBar().showMessage(f"Saved {written}", 4000)
-        return True
-
-    def maybe_save(self) -> bool | None:
-        """Ask about unsaved changes: True (saved or nothing to save), "discard" (the person
-        chose to drop them: the caller discards once the next step succeeded), False (cancel)."""
-        if not self.is_dirty():
-            return True
-        answer = QMessageBox.question(
-            self,
-            "Unsaved changes",
-            "Save the changes to this project before closing it?",
-            QMessageBox.StandardButton.Save
-            | QMessageBox.StandardButton.Discard
-            | QMessageBox.StandardButton.Cancel,
-            QMessageBox.StandardButton.Save,
-        )
-        if answer == QMessageBox.StandardButton.Save:
-            return self.save()
-        return "discard" if answer == QMessageBox.StandardButton.Discard else False
-
     def autosave(self, force: bool = True) -> None:
-        """Fold the journal into the autosave now (the crash hook calls this; edits are already
-        in the journal)."""
+        """Fold the journal into the autosave now (the crash hook calls this; every edit is in
+        the journal already)."""
         if self.session is not None:
             self.session.fold()
 
-    def open_dialog(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(
-            self,
-            "Open project or image",
-            "",
-            "Projects and images (*.json *.png *.jpg *.jpeg *.tif *.tiff *.bmp *.webp);;All files (*)",
-        )
-        if path:
-            self.open_path(Path(path))
+    def reload_current_image(self) -> None:
+        index, self.current_index = max(self.current_index, 0), -1
+        self.go_to(index)
 
-    def open_folder_dialog(self) -> None:
-        path = QFileDialog.getExistingDirectory(self, "Open a folder of images")
-        if path:
-            self.open_path(Path(path))
-
-    def open_path(self, path: Path) -> bool:
-        """Open another project (read in the background); the current one is closed only once
-        the new one has opened. False when the person cancelled."""
-        choice = self.maybe_save()
-        if not choice:
-            return False
-        self.open_in_background(path, discard=choice == "discard")
-        return True
-
-    def open_in_background(self, path: Path | None, discard: bool = False) -> None:
-        """Read `path` on a thread behind a busy indicator; the window stays responsive.
-        discard: the current session's unsaved work is dropped once the new project opened."""
-        self._opening = (self.opener.open(path), discard)
-        name = Path(path).name if path is not None else "the samples"
-        self._set_opening(f"Opening {name}…")
-
-    def _set_opening(self, text: str | None) -> None:
-        """While a project is read: a message, a busy bar, and no edits of the old one."""
-        busy = text is not None
-        self.centralWidget().setEnabled(not busy)
-        for dock_name in ("imagesDock", "labelsDock"):
-            dock = self.findChild(QDockWidget, dock_name)
-            if dock is not None:
-                dock.setEnabled(not busy)
-        for name in ("save", "save_as", "export", "relink_images", "undo", "redo"):
-            self.actions[name].setEnabled(not busy)
-        self.progress.setVisible(busy)
-        if busy:
-            self.progress.setRange(0, 0)
-            self.statusBar().showMessage(text)
-            if self.display is None:
-                self.canvas.message = text
-                self.canvas.update()
-        else:
-            self.statusBar().clearMessage()
-            self._refresh_history()
-
-    def _on_project_read(self, token: int, read) -> None:
-        if self._opening is None or token != self._opening[0]:
-            return
-        discard = self._opening[1]
-        self._opening = None
-        self._set_opening(None)
-        session, report = AnnotationSession.from_read(read)
-        old = self.session
-        self.set_session(session)
-        old.close(discard=discard)
-        if report.messages:
-            QMessageBox.information(self, "Opened with notes", "\n\n".join(report.messages))
-        self.offer_recovery()
-        if os.environ.get("ANNOTATOR_BENCH_SHOWN"):  # bench/bench_scale.py: time to the project
-            print(f"annotator-opened images={len(self.project.images)}", flush=True)
-
-    def _on_project_failed(self, token: int, message: str) -> None:
-        if self._opening is None or token != self._opening[0]:
-            return
-        self._opening = None
-        self._set_opening(None)
-        if not self.project.images:
-            self._show_no_image(message)
-        QMessageBox.critical(self, "Cannot open", message)  # the current project stays as it was
-
-    def offer_recovery(self) -> bool:
-        """If the project has unsaved work from a session that ended without saving (a crash),
-        offer it. Declining keeps the files aside (nothing is thrown away unasked)."""
-        recovery = self.session.recovery if self.session is not None else None
-        if recovery is None:
-            return False
-        answer = QMessageBox.question(
-            self,
-            "Restore unsaved work",
-            f"This project has work that was not saved: {recovery.describe()}. Restore it?",
-            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
-            QMessageBox.StandardButton.Yes,
-        )
-        if answer != QMessageBox.StandardButton.Yes:
-            self.session.decline_recovery()
-            return False
-        self.session.restore_recovery()
-        return True
-
-    offer_autosave = offer_recovery  # the name app.py and older tests use
-
-    def _refresh_recent_menu(self) -> None:
-        self.recent_menu.clear()
-        for path in self.settings.recent_projects:
-            action = self.recent_menu.addAction(path)
-            action.triggered.connect(lambda _=False, p=path: self.open_path(Path(p)))
-        self.recent_menu.setEnabled(bool(self.settings.recent_projects))
-
-    def export(self) -> None:
-        """File → Export… (the format and destination are asked; the export runs on a thread)."""
-        from annotator.qt.file_dialogs import run_export
-
-        run_export(self, self.project)
-
-    def relink_images(self) -> None:
-        """File → Relink Images…: find moved images by file name; one undo step."""
-        from annotator.qt.file_dialogs import choose_relinks
-
-        records = choose_relinks(self, self.project)
-        if records and self._edit(self.session.relink, records):
-            index, self.current_index = max(self.current_index, 0), -1
-            self.go_to(index)  # reload: the current image may be one that was missing
-
+    # ================================================================== model
     def choose_model(self) -> None:
         """Ctrl+M: the model manager (download a checkpoint, choose a file, or the classic engine)."""
         from annotator.qt.first_run import FirstRunDialog
@@ -958,7 +651,7 @@ class MainWindow(QMainWindow):
 
     # ================================================================== closing
     def closeEvent(self, event: QCloseEvent) -> None:
-        choice = True if self._closing else self.maybe_save()
+        choice = True if self._closing else self.files.maybe_save()
         if not choice:
             event.ignore()
             return
@@ -969,7 +662,7 @@ class MainWindow(QMainWindow):
         self.hide()  # the window goes away at once, even while an embedding finishes
         self.controller.shutdown()
         self.loader.shutdown()
-        self.opener.shutdown()
+        self.files.shutdown()
         self._recovery_timer.stop()
         if self.session is not None:
             self.session.remove_listener(self._on_session_events)

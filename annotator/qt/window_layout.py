@@ -1,16 +1,18 @@
-"""The main window's widgets: panels, status bar, menus and toolbar (built once, no logic).
+"""The main window's widgets: panels, status bar, menus and toolbar (built once, no logic),
+and `EngineStatus`, which shows the inference controller's state in the status bar.
 
 Functions of the window (`self`) so that main_window.py holds only what the view does.
 """
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QObject, Qt, QTimer
 from PySide6.QtWidgets import (
     QDockWidget,
     QHBoxLayout,
     QLabel,
     QMenu,
+    QMessageBox,
     QProgressBar,
     QPushButton,
     QSlider,
@@ -20,6 +22,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from annotator.qt.inference import EmbeddingState
 from annotator.qt.panels import AnnotationPanel, CategoryPanel, ImageListPanel
 
 
@@ -203,3 +206,64 @@ def build_menus_and_toolbar(self) -> None:
     toolbar.addWidget(self.opacity_slider)
     self.addToolBar(Qt.ToolBarArea.TopToolBarArea, toolbar)
     self.toolbar = toolbar
+
+
+class EngineStatus(QObject):
+    """The status bar's model, device and embedding state, with a progress bar while the model
+    loads or an embedding is computed (the controller's state, shown; no logic)."""
+
+    STATE_TEXTS = {
+        EmbeddingState.NO_ENGINE: "No model",
+        EmbeddingState.LOADING_MODEL: "Loading model…",
+        EmbeddingState.WAITING: "Embedding queued",
+        EmbeddingState.ENCODING: "Embedding…",
+    }
+    BUSY = (EmbeddingState.LOADING_MODEL, EmbeddingState.ENCODING, EmbeddingState.WAITING)
+
+    def __init__(self, window, controller) -> None:
+        super().__init__(window)
+        self.window, self.controller = window, controller
+        self.timer = QTimer(self)
+        self.timer.setInterval(100)
+        self.timer.timeout.connect(self._update_progress)
+        controller.engine_ready.connect(self._on_ready)
+        controller.engine_failed.connect(self._on_failed)
+        controller.state_changed.connect(self._on_state)
+
+    def _on_ready(self, info) -> None:
+        self.window.model_label.setText(f"Model: {info.name}")
+        self.window.device_label.setText(f"Device: {info.device}")
+
+    def _on_failed(self, message: str) -> None:
+        self.window.model_label.setText("Model: not loaded")
+        self.window.model_label.setToolTip(message)
+        # Not modal: the person can keep browsing and choose another model (Ctrl+M).
+        box = QMessageBox(QMessageBox.Icon.Warning, "Model not loaded", message, parent=self.window)
+        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        box.setWindowModality(Qt.WindowModality.NonModal)
+        box.show()
+
+    def _on_state(self, state: EmbeddingState, detail: str) -> None:
+        if state is EmbeddingState.READY:
+            text = "Embedding ready" + (f" ({detail})" if detail else "")
+        elif state is EmbeddingState.FAILED:
+            text = "Failed: " + detail
+        else:
+            text = self.STATE_TEXTS[state]
+        self.window.state_label.setText(text)
+        busy = state in self.BUSY
+        self.window.progress.setVisible(busy)
+        if busy:
+            self._update_progress()
+            self.timer.start()
+        else:
+            self.timer.stop()
+
+    def _update_progress(self) -> None:
+        fraction = self.controller.encode_progress()
+        progress = self.window.progress
+        if fraction is None:
+            progress.setRange(0, 0)  # busy indicator until we know how long it takes
+        else:
+            progress.setRange(0, 100)
+            progress.setValue(int(fraction * 100))

@@ -308,7 +308,7 @@ def test_unsaved_work_is_offered_back_after_a_crash_and_a_save_removes_it(
     monkeypatch.setattr(QMessageBox, "question", lambda *a, **k: QMessageBox.StandardButton.Yes)
     session, _ = AnnotationSession.open(journal.parent)
     second = make_window(RecordingEngine(tiny_engine), session)
-    assert second.offer_recovery()
+    assert second.files.offer_recovery()
     assert second.project.state() == edited
     assert second.windowTitle().endswith("*")
     key(qtbot, second, Qt.Key.Key_S, Qt.KeyboardModifier.ControlModifier)
