@@ -306,6 +306,12 @@ class UndoStack:
         self._clean = self._index
         self._changed()
 
+    def set_clean_index(self, index: int | None) -> None:
+        """Mark the state after commands[:index] as the file's (None: no reachable state is;
+        a save of a state that later edits undid and replaced)."""
+        self._clean = index
+        self._changed()
+
     def clear(self) -> None:
         """Forget the history; the current state becomes clean (as QUndoStack.clear)."""
         self._commands.clear()

@@ -165,7 +165,8 @@ def _replay(project_path: Path, loaded: Project | None, header: dict, raw: list[
         base, folded = autosaved[0], int(autosaved[1].get("seq", 0))
     raw = [r for r in raw if r["seq"] > folded]
     if base is None:
-        if raw and raw[0]["seq"] != 1:
+        base_seq = header.get("base_seq", 0)
+        if raw and raw[0]["seq"] != (base_seq if isinstance(base_seq, int) else 0) + 1:
             log.warning("journal of %s was folded into an autosave that is gone", project_path)
             return _autosave_only(project_path, loaded)
         base = loaded.snapshot() if loaded is not None else Project(project_path)

@@ -46,7 +46,7 @@ from annotator.core.commands import (
     SetImageDone,
     UndoStack,
 )
-from annotator.core.journal import Delta, Journal, file_stamp, journal_path
+from annotator.core.journal import Delta, Journal, file_stamp, journal_path, read_journal_lines
 from annotator.core.mask_cache import MaskCache
 from annotator.core.project import (
     Annotation,
@@ -97,6 +97,22 @@ class SessionEvent:
 
 
 @dataclass
+class SaveJob:
+    """A save in flight: `write()` runs on any thread (the snapshot is the session's own)."""
+
+    snapshot: Project
+    target: Path
+    index: int  # the undo-stack index the snapshot is of
+    seq: int  # the last journal record the snapshot holds
+
+    def write(self) -> None:
+        """Serialise and write atomically. Raises UserError (the file intact)."""
+        from annotator.core.coco import save_project
+
+        save_project(self.snapshot, self.target)
+
+
+@dataclass
 class OpenReport:
     """Sentences for the person about what opening found (nothing in it was dropped)."""
 
@@ -131,6 +147,8 @@ class AnnotationSession:
         self._folded_seq = 0
         self._first_unfolded: float | None = None
         self._base_unsaved = False  # the state differs from the file without an undo step
+        self._save_low_water: int | None = None  # lowest undo index since a save was prepared
+        self._base_seq = 0
         self._was_dirty = False
         self._listeners: list[Callable[[list[SessionEvent]], None]] = []
         self._depth = 0
@@ -251,6 +269,8 @@ class AnnotationSession:
             self._stack_op("redo", self.stack.redo_text(), self.stack.redo)
 
     def _stack_op(self, action: str, text: str, run: Callable[[], None]) -> None:
+        if action == "undo" and self._save_low_water is not None:
+            self._save_low_water = min(self._save_low_water, self.stack.index() - 1)
         with self.batch():
             self._op_events = []
             try:
@@ -275,6 +295,7 @@ class AnnotationSession:
             "journal": 1,
             "session": self._session_id,
             "base": file_stamp(self.project.path),
+            "base_seq": self._base_seq,  # the file holds the changes up to this record
             "project": str(self.project.path),
         }
 
@@ -347,7 +368,7 @@ class AnnotationSession:
         if self._journal is not None:
             self._journal.close()
             self._journal = None
-        self._seq = self._folded_seq = 0
+        self._seq = self._folded_seq = self._base_seq = 0
         self._first_unfolded = None
 
     # ================================================================== recovery
@@ -372,6 +393,8 @@ class AnnotationSession:
         self._base_unsaved = True
         if recovery.session_id is not None and self._journal_enabled:
             self._session_id = recovery.session_id
+            base_seq = (recovery.header or {}).get("base_seq", 0)
+            self._base_seq = base_seq if isinstance(base_seq, int) else 0
             try:
                 self._journal = Journal(
                     journal_path(self.project.path), recovery.header, recovery.records
@@ -441,33 +464,76 @@ class AnnotationSession:
 
     # ================================================================== saving
     def save(self, path: Path | None = None) -> Path:
-        """Write the project (to `path`: Save As). Raises UserError with the file intact.
+        """Write the project now (to `path`: Save As). Raises UserError with the file intact.
+        The window saves in the background instead: `prepare_save`, `SaveJob.write` on a
+        thread, `finish_save`."""
+        job = self.prepare_save(path)
+        job.write()
+        return self.finish_save(job)
 
-        Save As checks the target's lock before writing; the lock follows the file.
-        """
-        from annotator.core.coco import save_project
-
+    def prepare_save(self, path: Path | None = None) -> SaveJob:
+        """A save of the state now (a snapshot: editing may go on while it is written).
+        Save As checks the target's lock first. Raises UserError."""
         target = Path(path).absolute() if path is not None else self.project.path
         if target is None:
             raise UserError("The project has no file yet: choose where to save it.")
-        moving = target != self.project.path
-        if moving:
+        if target != self.project.path:
             _check_not_locked(target)
-        old_path = self.project.path
-        written = save_project(self.project, target)
-        self.stack.set_clean()  # emits "history" (the title's "*")
+        self._save_low_water = self.stack.index()
+        return SaveJob(self.project.snapshot(), target, self.stack.index(), self._seq)
+
+    def finish_save(self, job: SaveJob) -> Path:
+        """After `job.write()` succeeded (on this thread): the file holds the state at
+        `job.index`; edits made meanwhile stay unsaved and stay in the journal."""
+        written, old_path = job.target, self.project.path
+        moving = written != old_path
+        if moving:
+            self.project.path = written
+            self.project.image_root = job.snapshot.image_root
+        unchanged = self._save_low_water is not None and self._save_low_water >= job.index
+        self.stack.set_clean_index(job.index if unchanged else None)
+        self._save_low_water = None
         self._base_unsaved = False
-        self._stop_journal()
-        files = recovery_files(written)
-        if old_path is not None and old_path != written:
-            files += recovery_files(old_path)
-        remove_files(files)
         self.recovery = None
+        self._rebase_journal(job.seq, old_path)
         if moving:
             self._take_lock(written)
             self._emit("path")
         self._emit("history")
         return written
+
+    def _rebase_journal(self, saved_seq: int, old_path: Path | None) -> None:
+        """The file now holds everything up to `saved_seq`: a new journal (a new session id, so
+        no autosave of before the save is ever replayed) keeps only the changes made while the
+        file was written; the old recovery files go."""
+        written = self.project.path
+        keep: list[dict] = []
+        if self._journal is not None and self._seq > saved_seq:
+            try:
+                keep = [
+                    r for r in read_journal_lines(self._journal.path)[1] if r["seq"] > saved_seq
+                ]
+            except OSError as exc:
+                log.warning("journal unreadable after a save: %s", exc)
+        last_seq = self._seq
+        self._stop_journal()
+        files = recovery_files(written)
+        if old_path is not None and old_path != written:
+            files += recovery_files(old_path)
+        remove_files(files)
+        self._session_id = uuid.uuid4().hex
+        if not keep:
+            self._base_seq = 0
+            return
+        self._base_seq = saved_seq
+        try:
+            self._journal = Journal(journal_path(written), self._journal_header(), keep)
+        except OSError as exc:
+            self._emit("message", text=f"Changes cannot be journalled: {exc.strerror or exc}.")
+            return
+        self._writer = RecoveryWriter(self._journal)
+        self._seq, self._folded_seq = last_seq, saved_seq
+        self._first_unfolded = self._clock()
 
     def close(self, discard: bool = False) -> None:
         """End the session: stop the writer, release the lock. A saved session leaves no

@@ -126,7 +126,7 @@ class MainWindow(QMainWindow):
         triggers = {
             "open": self.files.open_dialog,
             "open_folder": self.files.open_folder_dialog,
-            "save": self.files.save,
+            "save": self.files.save_in_background,
             "save_as": self.files.save_as,
             "export": self.files.export,
             "relink_images": self.files.relink_images,

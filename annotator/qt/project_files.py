@@ -17,7 +17,7 @@ from PySide6.QtWidgets import QDockWidget, QFileDialog, QMessageBox
 
 from annotator.core.session import AnnotationSession
 from annotator.errors import UserError
-from annotator.qt.opener import ProjectOpener
+from annotator.qt.project_io import ProjectIO
 
 log = logging.getLogger(__name__)
 
@@ -32,16 +32,71 @@ class ProjectFiles(QObject):
     def __init__(self, window) -> None:
         super().__init__(window)
         self.window = window
-        self.opener = ProjectOpener(self)
+        self.io = ProjectIO(self)
         self.opening: tuple[int, bool] | None = None  # (token, discard the current session)
-        self.opener.opened.connect(self._on_read)
-        self.opener.failed.connect(self._on_failed)
+        self.saving = None  # the SaveJob being written
+        self._save_again = False  # Ctrl+S while a save was being written
+        self.io.opened.connect(self._on_read)
+        self.io.failed.connect(self._on_failed)
+        self.io.saved.connect(self._on_saved)
+        self.io.save_failed.connect(self._on_save_failed)
 
     # ------------------------------------------------------------------ saving
     def save(self) -> bool:
+        """Save now, waiting for the file (before closing or opening another project)."""
         if self.window.project.path is None:
             return self.save_as()
         return self._save_to(None)
+
+    def save_in_background(self) -> None:
+        """Ctrl+S: write a snapshot on the I/O thread; labelling goes on meanwhile."""
+        w = self.window
+        if w.project.path is None:
+            self.save_as()
+            return
+        if self.saving is not None:
+            self._save_again = True  # once the one being written is done
+            return
+        try:
+            self.saving = w.session.prepare_save()
+        except UserError as exc:
+            QMessageBox.critical(w, "Not saved", str(exc))
+            return
+        w.statusBar().showMessage(f"Saving {w.project.path.name}…")
+        self.io.save(self.saving)
+
+    def _on_saved(self, job) -> None:
+        w = self.window
+        if job is not self.saving:
+            return
+        self.saving = None
+        if w.session is not None and job.snapshot.path == w.project.path:
+            w.session.finish_save(job)
+            w.settings.add_recent_project(str(job.target))
+            self.refresh_recent_menu()
+            w.statusBar().showMessage(f"Saved {job.target}", 4000)
+        if self._save_again:
+            self._save_again = False
+            if w.is_dirty():
+                self.save_in_background()
+
+    def _on_save_failed(self, job, message: str) -> None:
+        if job is not self.saving:
+            return
+        self.saving = None
+        self._save_again = False
+        QMessageBox.critical(self.window, "Not saved", message)
+
+    def wait_for_save(self) -> None:
+        """Block until a save being written has finished (closing, opening another project)."""
+        if self.saving is None:
+            return
+        job = self.saving
+        self.io.executor.submit(lambda: None).result()  # the I/O thread is past the write
+        from PySide6.QtCore import QCoreApplication
+
+        while self.saving is job:  # deliver its queued signal
+            QCoreApplication.processEvents()
 
     def save_as(self) -> bool:
         w = self.window
@@ -51,6 +106,7 @@ class ProjectFiles(QObject):
 
     def _save_to(self, path: Path | None) -> bool:
         w = self.window
+        self.wait_for_save()
         try:
             written = w.session.save(path)
         except UserError as exc:
@@ -65,6 +121,7 @@ class ProjectFiles(QObject):
         """Ask about unsaved changes: True (saved, or nothing to save), "discard" (the person
         chose to drop them: the caller discards once the next step succeeded), False (cancel)."""
         w = self.window
+        self.wait_for_save()
         if not w.is_dirty():
             return True
         answer = QMessageBox.question(
@@ -105,7 +162,7 @@ class ProjectFiles(QObject):
     def open_in_background(self, path: Path | None, discard: bool = False) -> None:
         """Read `path` on a thread behind a busy indicator; the window stays responsive.
         discard: the current session's unsaved work is dropped once the new project opened."""
-        self.opening = (self.opener.open(path), discard)
+        self.opening = (self.io.open(path), discard)
         name = Path(path).name if path is not None else "the samples"
         self._set_busy(f"Opening {name}…")
 
@@ -201,4 +258,4 @@ class ProjectFiles(QObject):
             w.reload_current_image()  # the current image may be one that was missing
 
     def shutdown(self) -> None:
-        self.opener.shutdown()
+        self.io.shutdown()

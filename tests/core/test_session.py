@@ -319,3 +319,37 @@ def test_an_autosave_without_journal_is_offered_and_a_failed_autosave_is_reporte
     assert any("No space left" in m for m in messages)
     assert journal_path(path).exists()  # the edit is still in the journal
     reopened.close(discard=True)
+
+
+@pytest.mark.parametrize("save_as", [False, True])
+def test_edits_made_while_a_save_is_written_stay_unsaved_and_journalled(tmp_path, save_as):
+    session = _saved_session(tmp_path)
+    image = session.project.images[0].id
+    session.add_mask(image, 1, _mask(1))
+    target = tmp_path / "elsewhere.json" if save_as else None
+    job = session.prepare_save(target)  # the state with one annotation
+    session.add_mask(image, 1, _mask(2))  # made while the file is written
+    job.write()
+    written = session.finish_save(job)
+    assert session.dirty  # the second annotation is not in the file
+    assert load_project(written)[0].total_annotations() == 1
+    session._stop_journal()  # a crash now
+    reopened, _ = AnnotationSession.open(written)
+    assert reopened.recovery is not None
+    assert reopened.recovery.project.total_annotations() == 2
+    reopened.close()
+
+
+def test_a_save_of_a_state_later_undone_leaves_no_clean_point(tmp_path):
+    session = _saved_session(tmp_path)
+    image = session.project.images[0].id
+    session.add_mask(image, 1, _mask(1))
+    job = session.prepare_save()
+    session.undo()
+    session.add_mask(image, 2, _mask(5))  # replaces the saved state's history
+    job.write()
+    session.finish_save(job)
+    assert session.dirty
+    session.undo()
+    assert session.dirty  # the empty state is not the file's either
+    session.close(discard=True)

@@ -151,3 +151,31 @@ def test_the_window_shows_at_once_and_the_project_loads_behind_a_busy_bar(qtbot,
     assert window.project.path == image_folder / "annotations.json"
     assert len(window.project.images) == 3 and window.centralWidget().isEnabled()
     window.controller.shutdown()
+
+
+def test_labelling_goes_on_while_ctrl_s_writes(qtbot, make_window, tiny_engine, monkeypatch):
+    """The save writes a snapshot on the I/O thread; an edit made meanwhile stays unsaved."""
+    import threading
+
+    from annotator.core.coco import load_project
+    from annotator.core.session import SaveJob
+
+    window = make_window(RecordingEngine(tiny_engine))
+    _accept_one(qtbot, window)
+    release, writing = threading.Event(), threading.Event()
+    original = SaveJob.write
+
+    def slow_write(job):
+        writing.set()
+        assert release.wait(10)
+        original(job)
+
+    monkeypatch.setattr(SaveJob, "write", slow_write)
+    key(qtbot, window, Qt.Key.Key_S, Qt.KeyboardModifier.ControlModifier)
+    assert writing.wait(10)
+    window.toggle_done()  # an edit while the file is being written: the GUI is not waiting
+    release.set()
+    qtbot.waitUntil(lambda: window.files.saving is None, timeout=10000)
+    saved, _ = load_project(window.project.path)
+    assert saved.total_annotations() == 1 and not saved.images[0].done
+    assert window.is_dirty() and window.windowTitle().endswith("*")
