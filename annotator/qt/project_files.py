@@ -176,14 +176,14 @@ class ProjectFiles(QObject):
         for name in ("save", "save_as", "export", "relink_images", "undo", "redo"):
             w.actions[name].setEnabled(not busy)
         w.progress.setVisible(busy)
+        w.busy_label.setVisible(busy)
+        w.busy_label.setText(text or "")
         if busy:
             w.progress.setRange(0, 0)
-            w.statusBar().showMessage(text)
             if w.display is None:
                 w.canvas.message = text
                 w.canvas.update()
         else:
-            w.statusBar().clearMessage()
             w.refresh_history()
 
     def _on_read(self, token: int, read) -> None:

@@ -61,6 +61,8 @@ def build_status_bar(self) -> None:
     self.progress.setMaximumHeight(14)
     self.progress.setTextVisible(False)
     self.progress.hide()
+    self.busy_label = QLabel("")  # "Opening project.json…" while a project is read
+    self.busy_label.hide()
     self.candidate_label = QLabel("")
     self.cursor_label = QLabel("")
     self.cursor_label.setMinimumWidth(110)
@@ -69,6 +71,7 @@ def build_status_bar(self) -> None:
     for widget in (self.model_label, self.device_label, self.state_label):
         bar.addWidget(widget)
     bar.addWidget(self.progress)
+    bar.addWidget(self.busy_label)
     # Permanent widgets: a status message must not hide the Cancel button or the choices.
     self.auto_box, self.auto_progress, self.auto_cancel = _build_auto_box(self)
     self.proposal_bar, self.proposal_label = _build_proposal_bar(self)
