@@ -175,16 +175,19 @@ def in_window(path: Path, turns: int) -> dict:
     from annotator.core.journal import Delta
     from annotator.core.project import ProjectEvent
 
-    small = np.zeros((HEIGHT, WIDTH), bool)
-    small[10:30, 10:40] = True
+    # On a typical image (25 annotations), a SAM-like mask (one of the project's ellipses):
+    # what `AnnotationSession` writes for one accept, timed alone; each accept is undone again.
+    typical = window.project.images[1]
+    blob = window.project.annotations_of(typical.id)[0].mask()
     journal = window.session._journal
     costs = []
     for n in range(200):
-        annotation = window.session.add_mask(record.id, 1, small)
-        events = [ProjectEvent("annotations", (annotation.id,), (record.id,))]
+        annotation = window.session.add_mask(typical.id, 1, blob)
+        events = [ProjectEvent("annotations", (annotation.id,), (typical.id,))]
         t0 = time.perf_counter()
         journal.append(10**6 + n, "push", "Add annotation", Delta.of(window.project, events), 0.0)
         costs.append((time.perf_counter() - t0) * 1000)
+        window.session.undo()
     window.session.stack.set_clean()
     window.session._base_unsaved = False
     window.close()
