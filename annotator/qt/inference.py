@@ -60,8 +60,11 @@ NEEDS_SAM = (
 
 
 def supports_automatic(engine) -> bool:
-    """Whether `generate_proposals` can run with `engine` (it needs the segment_anything model)."""
-    return getattr(engine, "model", None) is not None
+    """Whether `generate_proposals` can run with `engine` (it needs a segment_anything `Sam`; a
+    family whose decoder is not SAM's says so with `supports_automatic = False`)."""
+    return getattr(engine, "model", None) is not None and getattr(
+        engine, "supports_automatic", True
+    )
 
 
 @dataclass(frozen=True)
@@ -142,9 +145,9 @@ class EmbeddingState(Enum):
 def default_engine_loader(spec: EngineSpec) -> Segmenter:
     """Load what `spec` names; runs in the worker (imports torch there, not on the GUI thread)."""
     if spec.checkpoint:
-        from annotator.engines.sam import load_sam
+        from annotator.engines.families import load_model
 
-        return load_sam(spec.checkpoint, model_type=spec.model_type, device=spec.device)
+        return load_model(spec.checkpoint, model_type=spec.model_type, device=spec.device)
     from annotator.engines.classic import ClassicEngine
 
     return ClassicEngine()

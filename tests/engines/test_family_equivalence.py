@@ -1,0 +1,166 @@
+"""Every non-SAM-1 family against its own reference predictor, on the same random weights.
+
+Each family's model is built with its own package (shrunk), saved as its official files are saved,
+and loaded through the app's registry with --model-type auto (`families.load_model`). On the stock
+path (decoder="torch") masks are identical to the reference predictor's and logits and scores
+equal to float rounding (1e-6); on a faster path (the ONNX decoder) logits are within 1e-4 and
+masks IoU >= 0.999. Prompts: seven single combinations (points, box, box + points, multimask) and
+a three-click refinement chain feeding the best candidate's low-res logits back as mask_input.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+import family_factory as ff  # noqa: E402
+from prompt_cases import CASES, CHAIN, _image  # noqa: E402
+
+from annotator.engines import families  # noqa: E402
+from annotator.engines.base import Prompts  # noqa: E402
+
+EXACT_TOL = 1e-6
+FAST_TOL = 1e-4
+MIN_IOU = 0.999
+
+
+@dataclass(frozen=True)
+class FamilySpec:
+    package: str  # the reference package (skips when missing)
+    build: Callable  # () -> model
+    predictor: Callable  # model -> reference predictor
+    save: Callable  # (model, path) -> path, as the official files are saved
+    family: str  # what detection must say
+    filename: str
+    fast_decoder: bool = False  # the family can take the exported ONNX decoder
+
+
+SPECS = {
+    "mobilesam": FamilySpec(
+        "mobile_sam", ff.build_mobilesam, ff.mobilesam_predictor, ff.save_plain, "mobilesam",
+        "mobile_sam.pt", fast_decoder=True,
+    ),
+}  # fmt: skip
+
+
+@dataclass
+class Loaded:
+    name: str
+    spec: FamilySpec
+    predictor: object
+    engine: object
+    embedding: object
+    path: object
+
+
+@pytest.fixture(scope="session", params=list(SPECS))
+def loaded(request, tmp_path_factory) -> Loaded:
+    spec = SPECS[request.param]
+    pytest.importorskip(spec.package)
+    model = spec.build()
+    path = spec.save(model, tmp_path_factory.mktemp(request.param) / spec.filename)
+    image = _image()
+    predictor = spec.predictor(model)
+    predictor.set_image(image)
+    engine = families.load_model(path, "auto", device="cpu", decoder="torch")
+    return Loaded(request.param, spec, predictor, engine, engine.encode(image), path)
+
+
+def _reference(predictor, prompts: Prompts, mask_input=None):
+    masks, scores, logits = predictor.predict(
+        point_coords=prompts.points if len(prompts.points) else None,
+        point_labels=prompts.labels if len(prompts.points) else None,
+        box=prompts.box,
+        mask_input=mask_input,
+        multimask_output=prompts.multimask,
+    )
+    # sam2's masks come back float32 0/1; the others bool.
+    return np.asarray(masks) > 0, np.asarray(scores), np.asarray(logits)
+
+
+def _with_mask(prompts: Prompts, mask_input) -> Prompts:
+    return Prompts(
+        points=prompts.points,
+        labels=prompts.labels,
+        box=prompts.box,
+        mask_input=mask_input,
+        multimask=prompts.multimask,
+    )
+
+
+def _iou(a, b) -> float:
+    union = np.logical_or(a, b).sum()
+    return 1.0 if union == 0 else float(np.logical_and(a, b).sum() / union)
+
+
+def _assert_equal(prediction, reference, fast: bool = False) -> None:
+    masks, scores, logits = reference
+    assert prediction.masks.dtype == np.bool_ and prediction.masks.shape == masks.shape
+    assert prediction.low_res_logits.shape == logits.shape
+    assert prediction.scores.shape == scores.shape
+    tol = FAST_TOL if fast else EXACT_TOL
+    np.testing.assert_allclose(prediction.low_res_logits, logits, rtol=0, atol=tol)
+    np.testing.assert_allclose(prediction.scores, scores, rtol=0, atol=tol)
+    if fast:
+        for ours, theirs in zip(prediction.masks, masks, strict=True):
+            assert _iou(ours, theirs) >= MIN_IOU
+    else:
+        np.testing.assert_array_equal(prediction.masks, masks)
+
+
+def test_detected_from_the_file(loaded):
+    info = families.inspect_checkpoint(loaded.path)
+    assert info.family == loaded.spec.family
+    assert info.model_type == "custom"  # the shrunk configuration is none of the official ones
+    assert loaded.engine.fingerprint == loaded.embedding.fingerprint
+    assert info.title in loaded.engine.name
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_single_prompts_match_reference(case, loaded):
+    reference = _reference(loaded.predictor, CASES[case])
+    _assert_equal(loaded.engine.decode(loaded.embedding, CASES[case]), reference)
+
+
+def test_masks_are_not_trivial(loaded):
+    """Random weights could answer all-true or all-false everywhere; then equality proves little."""
+    fractions = [
+        float(m.mean()) for p in CASES.values() for m in _reference(loaded.predictor, p)[0]
+    ]
+    assert sum(0.01 < f < 0.99 for f in fractions) >= len(fractions) // 2, fractions
+
+
+def _chain(engine, embedding, predictor, fast: bool = False):
+    ours_logits = theirs_logits = None
+    for step, prompts in enumerate(CHAIN):
+        reference = _reference(predictor, prompts, theirs_logits)
+        prediction = engine.decode(embedding, _with_mask(prompts, ours_logits))
+        _assert_equal(prediction, reference, fast=fast)
+        best = int(np.argmax(reference[1]))
+        assert prediction.best_index() == best, f"step {step}"
+        theirs_logits = reference[2][best][None, :, :]
+        ours_logits = prediction.low_res_logits[best][None, :, :]
+    # The fed-back logits changed the answer.
+    without = engine.decode(embedding, CHAIN[-1])
+    assert not np.array_equal(without.low_res_logits, prediction.low_res_logits)
+
+
+def test_three_click_chain_feeding_logits_back(loaded):
+    _chain(loaded.engine, loaded.embedding, loaded.predictor)
+
+
+def test_onnx_decoder_matches_reference(loaded):
+    if not loaded.spec.fast_decoder:
+        pytest.skip(f"{loaded.name} has no exported decoder")
+    engine = families.load_model(loaded.path, "auto", device="cpu", decoder="onnx")
+    assert engine.decoder_kind == "onnx"
+    embedding = engine.encode(_image())
+    np.testing.assert_array_equal(embedding.features, loaded.embedding.features)
+    for prompts in CASES.values():
+        _assert_equal(engine.decode(embedding, prompts), _reference(loaded.predictor, prompts), True)
+    _chain(engine, embedding, loaded.predictor, fast=True)

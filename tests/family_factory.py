@@ -1,0 +1,99 @@
+"""Small random-weight models of the other SAM families, built with each family's own package and
+saved the way its official checkpoints are saved.
+
+Each builder returns (model, reference predictor class, how to save). The configurations are shrunk
+so a CI machine builds and runs them in seconds, and are none of the official sizes, so detection
+must read them from the shapes. Parameters initialised to zero get random values (as sam_factory
+does) so a mistake in how they are used cannot hide.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def _randomise_zeros(model, seed: int = 0):
+    import torch
+
+    gen = torch.Generator().manual_seed(seed + 1)
+    with torch.no_grad():
+        for param in model.parameters():
+            if param.numel() and not param.any():
+                param.copy_(torch.randn(param.shape, generator=gen) * 0.1)
+    return model
+
+
+# MobileSAM's TinyViT, shrunk: the last width must stay 320 (TinyViT's last PatchMerging keeps the
+# 64x64 grid only for widths 320/448/576).
+TINYVIT_SMALL = dict(
+    embed_dims=[32, 48, 64, 320],
+    depths=[1, 1, 2, 1],
+    num_heads=[1, 2, 2, 4],
+    window_sizes=[7, 7, 14, 7],
+    mlp_ratio=2.0,
+    mbconv_expand_ratio=4.0,
+    local_conv_size=3,
+)
+
+
+def _tinyvit(module):
+    return module.TinyViT(
+        img_size=1024,
+        in_chans=3,
+        num_classes=1000,
+        drop_rate=0.0,
+        drop_path_rate=0.0,
+        use_checkpoint=False,
+        layer_lr_decay=0.8,
+        **TINYVIT_SMALL,
+    )
+
+
+def build_mobilesam(seed: int = 0):
+    import torch
+    from mobile_sam.modeling import MaskDecoder, PromptEncoder, Sam, TwoWayTransformer, tiny_vit_sam
+
+    torch.manual_seed(seed)
+    sam = Sam(
+        image_encoder=_tinyvit(tiny_vit_sam),
+        prompt_encoder=PromptEncoder(
+            embed_dim=256,
+            image_embedding_size=(64, 64),
+            input_image_size=(1024, 1024),
+            mask_in_chans=16,
+        ),
+        mask_decoder=MaskDecoder(
+            num_multimask_outputs=3,
+            transformer=TwoWayTransformer(depth=2, embedding_dim=256, mlp_dim=2048, num_heads=8),
+            transformer_dim=256,
+            iou_head_depth=3,
+            iou_head_hidden_dim=256,
+        ),
+        pixel_mean=[123.675, 116.28, 103.53],
+        pixel_std=[58.395, 57.12, 57.375],
+    )
+    return _randomise_zeros(sam, seed).eval()
+
+
+def mobilesam_predictor(model):
+    from mobile_sam import SamPredictor
+
+    return SamPredictor(model)
+
+
+def save_plain(model, path: Path) -> Path:
+    """SAM 1, MobileSAM, SAM-HQ, EfficientViT-SAM: a plain state dict."""
+    import torch
+
+    torch.save(model.state_dict(), path)
+    return path
+
+
+def save_wrapped(key: str):
+    def save(model, path: Path) -> Path:
+        import torch
+
+        torch.save({key: model.state_dict()}, path)
+        return path
+
+    return save
