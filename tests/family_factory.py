@@ -97,3 +97,76 @@ def save_wrapped(key: str):
         return path
 
     return save
+
+
+def _hq_decoder(vit_dim: int):
+    from segment_anything_hq.modeling import MaskDecoderHQ, TwoWayTransformer
+
+    return MaskDecoderHQ(
+        num_multimask_outputs=3,
+        transformer=TwoWayTransformer(depth=2, embedding_dim=256, mlp_dim=2048, num_heads=8),
+        transformer_dim=256,
+        iou_head_depth=3,
+        iou_head_hidden_dim=256,
+        vit_dim=vit_dim,
+    )
+
+
+def _hq_sam(image_encoder, vit_dim: int):
+    from segment_anything_hq.modeling import PromptEncoder, Sam
+
+    return Sam(
+        image_encoder=image_encoder,
+        prompt_encoder=PromptEncoder(
+            embed_dim=256,
+            image_embedding_size=(64, 64),
+            input_image_size=(1024, 1024),
+            mask_in_chans=16,
+        ),
+        mask_decoder=_hq_decoder(vit_dim),
+        pixel_mean=[123.675, 116.28, 103.53],
+        pixel_std=[58.395, 57.12, 57.375],
+    )
+
+
+def build_hq_vit(seed: int = 0):
+    """SAM-HQ with a shrunk ViT encoder (sam_factory's TINY_CONFIG)."""
+    from functools import partial
+
+    import torch
+    from segment_anything_hq.modeling import ImageEncoderViT
+    from sam_factory import TINY_CONFIG
+
+    torch.manual_seed(seed)
+    c = TINY_CONFIG
+    encoder = ImageEncoderViT(
+        depth=c["depth"],
+        embed_dim=c["embed_dim"],
+        img_size=1024,
+        mlp_ratio=4,
+        norm_layer=partial(torch.nn.LayerNorm, eps=1e-6),
+        num_heads=c["num_heads"],
+        patch_size=16,
+        qkv_bias=True,
+        use_rel_pos=True,
+        global_attn_indexes=tuple(c["global_attn_indexes"]),
+        window_size=14,
+        out_chans=256,
+    )
+    return _randomise_zeros(_hq_sam(encoder, c["embed_dim"]), seed).eval()
+
+
+def build_hq_tiny(seed: int = 0):
+    """SAM-HQ light (vit_tiny), shrunk TinyViT: the fused feature is the third stage's."""
+    import torch
+    from segment_anything_hq.modeling import tiny_vit_sam
+
+    torch.manual_seed(seed)
+    encoder = _tinyvit(tiny_vit_sam)
+    return _randomise_zeros(_hq_sam(encoder, TINYVIT_SMALL["embed_dims"][2]), seed).eval()
+
+
+def hq_predictor(model):
+    from segment_anything_hq import SamPredictor
+
+    return SamPredictor(model)

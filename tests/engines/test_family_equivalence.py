@@ -45,6 +45,14 @@ SPECS = {
         "mobile_sam", ff.build_mobilesam, ff.mobilesam_predictor, ff.save_plain, "mobilesam",
         "mobile_sam.pt", fast_decoder=True,
     ),
+    "hq_vit": FamilySpec(
+        "segment_anything_hq", ff.build_hq_vit, ff.hq_predictor, ff.save_plain, "hq",
+        "sam_hq_vit_b.pth",
+    ),
+    "hq_tiny": FamilySpec(
+        "segment_anything_hq", ff.build_hq_tiny, ff.hq_predictor, ff.save_plain, "hq",
+        "sam_hq_vit_tiny.pth",
+    ),
 }  # fmt: skip
 
 
@@ -121,17 +129,25 @@ def test_detected_from_the_file(loaded):
     assert info.title in loaded.engine.name
 
 
+_REFERENCES: dict = {}
+
+
+def _case_reference(loaded, case: str):
+    """The reference predictor's answer to CASES[case], computed once per family."""
+    key = (loaded.name, case)
+    if key not in _REFERENCES:
+        _REFERENCES[key] = _reference(loaded.predictor, CASES[case])
+    return _REFERENCES[key]
+
+
 @pytest.mark.parametrize("case", list(CASES))
 def test_single_prompts_match_reference(case, loaded):
-    reference = _reference(loaded.predictor, CASES[case])
-    _assert_equal(loaded.engine.decode(loaded.embedding, CASES[case]), reference)
+    _assert_equal(loaded.engine.decode(loaded.embedding, CASES[case]), _case_reference(loaded, case))
 
 
 def test_masks_are_not_trivial(loaded):
     """Random weights could answer all-true or all-false everywhere; then equality proves little."""
-    fractions = [
-        float(m.mean()) for p in CASES.values() for m in _reference(loaded.predictor, p)[0]
-    ]
+    fractions = [float(m.mean()) for case in CASES for m in _case_reference(loaded, case)[0]]
     assert sum(0.01 < f < 0.99 for f in fractions) >= len(fractions) // 2, fractions
 
 
@@ -161,6 +177,6 @@ def test_onnx_decoder_matches_reference(loaded):
     assert engine.decoder_kind == "onnx"
     embedding = engine.encode(_image())
     np.testing.assert_array_equal(embedding.features, loaded.embedding.features)
-    for prompts in CASES.values():
-        _assert_equal(engine.decode(embedding, prompts), _reference(loaded.predictor, prompts), True)
+    for case, prompts in CASES.items():
+        _assert_equal(engine.decode(embedding, prompts), _case_reference(loaded, case), True)
     _chain(engine, embedding, loaded.predictor, fast=True)
