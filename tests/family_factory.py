@@ -170,3 +170,37 @@ def hq_predictor(model):
     from segment_anything_hq import SamPredictor
 
     return SamPredictor(model)
+
+
+# SAM 2.1 with a shrunk Hiera: 32 wide, stages 1/1/2/1 (global attention in block 3, the last of
+# the third stage, one head): what the adapter reads any non-official Hiera as.
+SAM2_SMALL_OVERRIDES = [
+    "++model.image_encoder.trunk.embed_dim=32",
+    "++model.image_encoder.trunk.num_heads=1",
+    "++model.image_encoder.trunk.stages=[1,1,2,1]",
+    "++model.image_encoder.trunk.global_att_blocks=[3]",
+    "++model.image_encoder.trunk.window_pos_embed_bkg_spatial_size=[7,7]",
+    "++model.image_encoder.trunk.window_spec=[8,4,14,7]",
+    "++model.image_encoder.neck.backbone_channel_list=[256,128,64,32]",
+]
+
+
+def build_sam2_small(seed: int = 0, version: str = "sam2.1"):
+    """Through sam2's own builder (build_sam2, its default post-processing), no weights."""
+    import torch
+    from sam2.build_sam import build_sam2
+
+    torch.manual_seed(seed)
+    model = build_sam2(
+        f"configs/{version}/{version}_hiera_t.yaml",
+        ckpt_path=None,
+        device="cpu",
+        hydra_overrides_extra=list(SAM2_SMALL_OVERRIDES),
+    )
+    return _randomise_zeros(model, seed).eval()
+
+
+def sam2_predictor(model):
+    from sam2.sam2_image_predictor import SAM2ImagePredictor
+
+    return SAM2ImagePredictor(model)

@@ -53,6 +53,10 @@ SPECS = {
         "segment_anything_hq", ff.build_hq_tiny, ff.hq_predictor, ff.save_plain, "hq",
         "sam_hq_vit_tiny.pth",
     ),
+    "sam2.1": FamilySpec(
+        "sam2", ff.build_sam2_small, ff.sam2_predictor, ff.save_wrapped("model"), "sam2",
+        "sam2.1_hiera_small_test.pt",
+    ),
 }  # fmt: skip
 
 
