@@ -204,3 +204,20 @@ def sam2_predictor(model):
     from sam2.sam2_image_predictor import SAM2ImagePredictor
 
     return SAM2ImagePredictor(model)
+
+
+def build_efficientvit_l0(seed: int = 0):
+    """EfficientViT-SAM L0 as efficientsam registers it (its smallest: 35M parameters, 512 px
+    encoder input); efficientsam builds only its registered configurations by name."""
+    import torch
+    from efficientsam.sam_model_zoo import create_efficientvit_sam_model
+
+    torch.manual_seed(seed)
+    model = create_efficientvit_sam_model("efficientvit-sam-l0", pretrained=False)
+    return _randomise_zeros(model, seed).eval()
+
+
+def efficientvit_predictor(model):
+    from efficientsam.models.efficientvit.sam import EfficientViTSamPredictor
+
+    return EfficientViTSamPredictor(model)

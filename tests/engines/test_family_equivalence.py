@@ -38,6 +38,7 @@ class FamilySpec:
     family: str  # what detection must say
     filename: str
     fast_decoder: bool = False  # the family can take the exported ONNX decoder
+    model_type: str = "custom"  # the shrunk configurations are none of the official ones
 
 
 SPECS = {
@@ -56,6 +57,11 @@ SPECS = {
     "sam2.1": FamilySpec(
         "sam2", ff.build_sam2_small, ff.sam2_predictor, ff.save_wrapped("model"), "sam2",
         "sam2.1_hiera_small_test.pt",
+    ),
+    "efficientvit": FamilySpec(
+        "efficientsam", ff.build_efficientvit_l0, ff.efficientvit_predictor,
+        ff.save_wrapped("state_dict"), "efficientvit", "efficientvit_sam_l0.pt",
+        fast_decoder=True, model_type="efficientvit_sam_l0",
     ),
 }  # fmt: skip
 
@@ -128,7 +134,7 @@ def _assert_equal(prediction, reference, fast: bool = False) -> None:
 def test_detected_from_the_file(loaded):
     info = families.inspect_checkpoint(loaded.path)
     assert info.family == loaded.spec.family
-    assert info.model_type == "custom"  # the shrunk configuration is none of the official ones
+    assert info.model_type == loaded.spec.model_type
     assert loaded.engine.fingerprint == loaded.embedding.fingerprint
     assert info.title in loaded.engine.name
 
