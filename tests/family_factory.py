@@ -9,6 +9,8 @@ does) so a mistake in how they are used cannot hide.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 
@@ -221,3 +223,40 @@ def efficientvit_predictor(model):
     from efficientsam.models.efficientvit.sam import EfficientViTSamPredictor
 
     return EfficientViTSamPredictor(model)
+
+
+@dataclass(frozen=True)
+class FamilySpec:
+    package: str  # the reference package (skips when missing)
+    build: Callable  # () -> model
+    predictor: Callable  # model -> reference predictor
+    save: Callable  # (model, path) -> path, as the official files are saved
+    family: str  # what detection must say
+    filename: str
+    fast_decoder: bool = False  # the family can take the exported ONNX decoder
+    model_type: str = "custom"  # the shrunk configurations are none of the official ones
+
+
+SPECS = {
+    "mobilesam": FamilySpec(
+        "mobile_sam", build_mobilesam, mobilesam_predictor, save_plain, "mobilesam",
+        "mobile_sam.pt", fast_decoder=True,
+    ),
+    "hq_vit": FamilySpec(
+        "segment_anything_hq", build_hq_vit, hq_predictor, save_plain, "hq",
+        "sam_hq_vit_b.pth",
+    ),
+    "hq_tiny": FamilySpec(
+        "segment_anything_hq", build_hq_tiny, hq_predictor, save_plain, "hq",
+        "sam_hq_vit_tiny.pth",
+    ),
+    "sam2.1": FamilySpec(
+        "sam2", build_sam2_small, sam2_predictor, save_wrapped("model"), "sam2",
+        "sam2.1_hiera_small_test.pt",
+    ),
+    "efficientvit": FamilySpec(
+        "efficientsam", build_efficientvit_l0, efficientvit_predictor,
+        save_wrapped("state_dict"), "efficientvit", "efficientvit_sam_l0.pt",
+        fast_decoder=True, model_type="efficientvit_sam_l0",
+    ),
+}  # fmt: skip

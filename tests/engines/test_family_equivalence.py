@@ -10,7 +10,6 @@ a three-click refinement chain feeding the best candidate's low-res logits back 
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,7 +17,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-import family_factory as ff  # noqa: E402
+from family_factory import SPECS, FamilySpec  # noqa: E402
 from prompt_cases import CASES, CHAIN, _image  # noqa: E402
 
 from annotator.engines import families  # noqa: E402
@@ -27,43 +26,6 @@ from annotator.engines.base import Prompts  # noqa: E402
 EXACT_TOL = 1e-6
 FAST_TOL = 1e-4
 MIN_IOU = 0.999
-
-
-@dataclass(frozen=True)
-class FamilySpec:
-    package: str  # the reference package (skips when missing)
-    build: Callable  # () -> model
-    predictor: Callable  # model -> reference predictor
-    save: Callable  # (model, path) -> path, as the official files are saved
-    family: str  # what detection must say
-    filename: str
-    fast_decoder: bool = False  # the family can take the exported ONNX decoder
-    model_type: str = "custom"  # the shrunk configurations are none of the official ones
-
-
-SPECS = {
-    "mobilesam": FamilySpec(
-        "mobile_sam", ff.build_mobilesam, ff.mobilesam_predictor, ff.save_plain, "mobilesam",
-        "mobile_sam.pt", fast_decoder=True,
-    ),
-    "hq_vit": FamilySpec(
-        "segment_anything_hq", ff.build_hq_vit, ff.hq_predictor, ff.save_plain, "hq",
-        "sam_hq_vit_b.pth",
-    ),
-    "hq_tiny": FamilySpec(
-        "segment_anything_hq", ff.build_hq_tiny, ff.hq_predictor, ff.save_plain, "hq",
-        "sam_hq_vit_tiny.pth",
-    ),
-    "sam2.1": FamilySpec(
-        "sam2", ff.build_sam2_small, ff.sam2_predictor, ff.save_wrapped("model"), "sam2",
-        "sam2.1_hiera_small_test.pt",
-    ),
-    "efficientvit": FamilySpec(
-        "efficientsam", ff.build_efficientvit_l0, ff.efficientvit_predictor,
-        ff.save_wrapped("state_dict"), "efficientvit", "efficientvit_sam_l0.pt",
-        fast_decoder=True, model_type="efficientvit_sam_l0",
-    ),
-}  # fmt: skip
 
 
 @dataclass
@@ -77,11 +39,9 @@ class Loaded:
 
 
 @pytest.fixture(scope="session", params=list(SPECS))
-def loaded(request, tmp_path_factory) -> Loaded:
+def loaded(request, family_checkpoint) -> Loaded:
     spec = SPECS[request.param]
-    pytest.importorskip(spec.package)
-    model = spec.build()
-    path = spec.save(model, tmp_path_factory.mktemp(request.param) / spec.filename)
+    path, model = family_checkpoint(request.param)
     image = _image()
     predictor = spec.predictor(model)
     predictor.set_image(image)
@@ -180,9 +140,10 @@ def test_three_click_chain_feeding_logits_back(loaded):
     _chain(loaded.engine, loaded.embedding, loaded.predictor)
 
 
-def test_onnx_decoder_matches_reference(loaded):
+def test_onnx_decoder_matches_reference(loaded, monkeypatch, shared_model_cache):
     if not loaded.spec.fast_decoder:
         pytest.skip(f"{loaded.name} has no exported decoder")
+    monkeypatch.setenv("ANNOTATOR_CACHE_DIR", str(shared_model_cache))
     engine = families.load_model(loaded.path, "auto", device="cpu", decoder="onnx")
     assert engine.decoder_kind == "onnx"
     embedding = engine.encode(_image())
@@ -190,3 +151,30 @@ def test_onnx_decoder_matches_reference(loaded):
     for case, prompts in CASES.items():
         _assert_equal(engine.decode(embedding, prompts), _case_reference(loaded, case), True)
     _chain(engine, embedding, loaded.predictor, fast=True)
+
+
+def test_info_and_segment_commands_at_auto(loaded, tmp_path, monkeypatch, shared_model_cache, capsys):
+    """`annotator info` names the family; `annotator segment` (default paths: --model-type
+    auto, the ONNX decoder where the family has one, the embedding cache) gives the reference's
+    mask, and again from the cached embedding."""
+    from PIL import Image
+
+    from annotator.cli import main
+
+    monkeypatch.setenv("ANNOTATOR_CACHE_DIR", str(shared_model_cache))
+    assert main(["info", str(loaded.path)]) == 0
+    printed = capsys.readouterr().out
+    info = families.inspect_checkpoint(loaded.path)
+    assert printed.strip() == info.describe() and printed.startswith(info.title)
+    image = tmp_path / "image.png"
+    Image.fromarray(_image()).save(image)
+    reference = _case_reference(loaded, "fg_point_single")[0][0]
+    for run in range(2):
+        out = tmp_path / f"mask{run}.png"
+        args = ["segment", str(image), "--checkpoint", str(loaded.path), "--point", "120,150"]
+        assert main([*args, "--out", str(out)]) == 0
+        with Image.open(out) as im:
+            mask = np.asarray(im) == 255
+        assert _iou(mask, reference) >= MIN_IOU
+        if not loaded.spec.fast_decoder:
+            np.testing.assert_array_equal(mask, reference)
