@@ -225,6 +225,18 @@ def efficientvit_predictor(model):
     return EfficientViTSamPredictor(model)
 
 
+def mobilesam_generator(model, **settings):
+    from mobile_sam import SamAutomaticMaskGenerator
+
+    return SamAutomaticMaskGenerator(model, **settings)
+
+
+def efficientvit_generator(model, **settings):
+    from efficientsam.models.efficientvit.sam import EfficientViTSamAutomaticMaskGenerator
+
+    return EfficientViTSamAutomaticMaskGenerator(model, **settings)
+
+
 @dataclass(frozen=True)
 class FamilySpec:
     package: str  # the reference package (skips when missing)
@@ -235,12 +247,13 @@ class FamilySpec:
     filename: str
     fast_decoder: bool = False  # the family can take the exported ONNX decoder
     model_type: str = "custom"  # the shrunk configurations are none of the official ones
+    generator: Callable | None = None  # (model, **settings) -> the family's segment-everything
 
 
 SPECS = {
     "mobilesam": FamilySpec(
         "mobile_sam", build_mobilesam, mobilesam_predictor, save_plain, "mobilesam",
-        "mobile_sam.pt", fast_decoder=True,
+        "mobile_sam.pt", fast_decoder=True, generator=mobilesam_generator,
     ),
     "hq_vit": FamilySpec(
         "segment_anything_hq", build_hq_vit, hq_predictor, save_plain, "hq",
@@ -257,6 +270,6 @@ SPECS = {
     "efficientvit": FamilySpec(
         "efficientsam", build_efficientvit_l0, efficientvit_predictor,
         save_wrapped("state_dict"), "efficientvit", "efficientvit_sam_l0.pt",
-        fast_decoder=True, model_type="efficientvit_sam_l0",
+        fast_decoder=True, model_type="efficientvit_sam_l0", generator=efficientvit_generator,
     ),
 }  # fmt: skip

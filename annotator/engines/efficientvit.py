@@ -169,6 +169,8 @@ class EfficientVitEngine(SamEngine):
         from annotator.engines.sam import _check_image
 
         image = _check_image(image)
+        if not image.flags.writeable:  # torchvision's ToTensor warns on read-only arrays
+            image = image.copy()
         original = (int(image.shape[0]), int(image.shape[1]))
         input_size = self.transform.get_preprocess_shape(*original, self.transform.target_length)
         with self._lock, torch.inference_mode():

@@ -83,7 +83,11 @@ class ModelInfo:
         """'a SAM-HQ hq_vit_b checkpoint' / 'a custom MobileSAM checkpoint (...)'."""
         if self.model_type == "custom":
             return f"a custom {self.title} checkpoint ({self.config.describe()})"
-        return f"a {self.title} {self.model_type} checkpoint"
+        return f"{_a(self.title)} {self.title} {self.model_type} checkpoint"
+
+
+def _a(word: str) -> str:
+    return "an" if word[:1].upper() in "AEIOU" else "a"
 
 
 def _adapter(family: str):
@@ -166,7 +170,7 @@ def require_package(family: str) -> None:
         )
         missing = exc.name or fam.package
         raise UserError(
-            f"This is a {fam.title} checkpoint, which needs the Python package {missing} "
+            f"This is {_a(fam.title)} {fam.title} checkpoint, which needs the Python package {missing} "
             f"(not installed): install it with {hint}."
         ) from exc
 

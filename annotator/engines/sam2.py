@@ -194,6 +194,8 @@ class Sam2Engine:
         from annotator.engines.sam import _check_image
 
         image = _check_image(image)
+        if not image.flags.writeable:  # torchvision's ToTensor warns on read-only arrays
+            image = image.copy()
         model = self.model
         with self._lock, torch.inference_mode():
             input_image = self.transforms(image)[None, ...].to(self.device)

@@ -178,3 +178,30 @@ def test_info_and_segment_commands_at_auto(loaded, tmp_path, monkeypatch, shared
         assert _iou(mask, reference) >= MIN_IOU
         if not loaded.spec.fast_decoder:
             np.testing.assert_array_equal(mask, reference)
+
+
+def test_segment_everything_matches_the_familys_generator(loaded):
+    """Families that share SAM 1's decoder segment everything through generate_proposals, as the
+    family's own automatic mask generator does; the others say they cannot."""
+    from sam_factory import PERMISSIVE_AUTO_SETTINGS
+
+    from annotator.engines.automatic import AutoMaskSettings, generate_proposals
+    from annotator.qt.inference import supports_automatic
+
+    if loaded.spec.generator is None:
+        assert not supports_automatic(loaded.engine)
+        return
+    assert supports_automatic(loaded.engine)
+    image = _image()[:192, :256].copy()
+    settings = AutoMaskSettings(**PERMISSIVE_AUTO_SETTINGS)
+    reference = loaded.spec.generator(loaded.predictor.model, **settings.generator_kwargs())
+    proposals = generate_proposals(loaded.engine, image, settings)
+    stock = reference.generate(image)
+    assert len(proposals) == len(stock) > 0
+    # Random weights give several masks of one shape: pair them by (score, area), not by IoU.
+    stock.sort(key=lambda r: (round(r["predicted_iou"], 4), r["area"]))
+    proposals = sorted(proposals, key=lambda p: (round(p.predicted_iou, 4), int(p.mask.sum())))
+    for theirs, ours in zip(stock, proposals, strict=True):
+        assert _iou(theirs["segmentation"], ours.mask) >= 0.99
+        assert ours.predicted_iou == pytest.approx(theirs["predicted_iou"], abs=1e-3)
+        assert ours.stability_score == pytest.approx(theirs["stability_score"], abs=1e-2)
