@@ -246,6 +246,7 @@ class FamilySpec:
     family: str  # what detection must say
     filename: str
     fast_decoder: bool = False  # the family can take the exported ONNX decoder
+    fast_encoder: bool = False  # SAM 1's exact fast ViT encoder applies (the default path)
     model_type: str = "custom"  # the shrunk configurations are none of the official ones
     generator: Callable | None = None  # (model, **settings) -> the family's segment-everything
 
@@ -257,7 +258,7 @@ SPECS = {
     ),
     "hq_vit": FamilySpec(
         "segment_anything_hq", build_hq_vit, hq_predictor, save_plain, "hq",
-        "sam_hq_vit_b.pth",
+        "sam_hq_vit_b.pth", fast_encoder=True,
     ),
     "hq_tiny": FamilySpec(
         "segment_anything_hq", build_hq_tiny, hq_predictor, save_plain, "hq",

@@ -128,7 +128,11 @@ def load(state_dict, info, path: Path, *, device: str, encoder: str, decoder: st
     families.load_into(sam, without_attention_caches(state_dict), path.name, "SAM-HQ")
     sam = sam.float().eval().requires_grad_(False).to(torch.device(device))
     return HqEngine(
-        sam, info, device=device, fingerprint=families.fingerprint(path, info, PREPROCESS_VERSION)
+        sam,
+        info,
+        device=device,
+        fingerprint=families.fingerprint(path, info, PREPROCESS_VERSION),
+        encoder=encoder,
     )
 
 
@@ -138,10 +142,9 @@ class HqEngine:
 
     family = "hq"
     supports_automatic = False  # segment everything runs SAM 1's decoder loop
-    encoder_kind = "stock"
     decoder_kind = "torch"
 
-    def __init__(self, sam, info, *, device: str, fingerprint: str) -> None:
+    def __init__(self, sam, info, *, device: str, fingerprint: str, encoder: str = "fast") -> None:
         from segment_anything_hq.utils.transforms import ResizeLongestSide
 
         self.model = sam
@@ -149,9 +152,22 @@ class HqEngine:
         self.architecture = info.config
         self.device = device
         self.fingerprint = self.weights_fingerprint = fingerprint
+        # HQ's ViT is SAM 1's (its blocks are segment_anything's code), so SAM 1's exact fast
+        # encoder (chunked SDPA attention, measured Linear backend) applies to it in place; the
+        # embedding is the same to float rounding, so it shares the cache with stock. bf16 and
+        # TinyViT run as built.
+        self.encoder_kind = "stock"
+        self.linear_backend = "torch"
+        if encoder == "fast" and not info.config.tiny:
+            from annotator.engines import fast_encoder
+
+            fast_encoder.make_fast_encoder(sam.image_encoder, device=device)
+            self.linear_backend = fast_encoder.linear_backend_of(sam.image_encoder)
+            self.encoder_kind = "fast"
         self.transform = ResizeLongestSide(sam.image_encoder.img_size)
         self.name = f"SAM-HQ {info.model_type} ({device})"
         self._lock = threading.Lock()
+        self._hq_features = None  # (embedding, its fused HQ features): the last image's
 
     def encode(self, image: np.ndarray) -> Embedding:
         """HxWx3 uint8 RGB -> features 1 x (256 + D) x 64 x 64 float32 (see the module doc)."""
@@ -211,14 +227,8 @@ class HqEngine:
                 boxes=box,
                 masks=mask_input,
             )
-            low_res, iou = model.mask_decoder(
-                image_embeddings=features,
-                image_pe=model.prompt_encoder.get_dense_pe(),
-                sparse_prompt_embeddings=sparse,
-                dense_prompt_embeddings=dense,
-                multimask_output=prompts.multimask,
-                hq_token_only=False,
-                interm_embeddings=[early],
+            low_res, iou = self._decode_masks(
+                embedding, features, early, sparse, dense, prompts.multimask
             )
             masks = model.postprocess_masks(low_res, embedding.input_size, original_size)
             masks = masks > model.mask_threshold
@@ -228,5 +238,42 @@ class HqEngine:
                 low_res_logits=low_res[0].float().cpu().numpy(),
             )
 
+    def _decode_masks(self, embedding, features, early, sparse, dense, multimask: bool):
+        """MaskDecoderHQ.forward(..., hq_token_only=False), with its image-only part (the fused
+        HQ features: two upsampling stacks, the heaviest part of a click) computed once per
+        embedding instead of at every click. Same operations on the same tensors: same values."""
+        import torch
+
+        decoder = self.model.mask_decoder
+        cached = self._hq_features
+        if cached is not None and cached[0] is embedding:
+            hq_features = cached[1]
+        else:
+            vit_features = early.permute(0, 3, 1, 2)
+            hq_features = decoder.embedding_encoder(features) + decoder.compress_vit_feat(
+                vit_features
+            )
+            self._hq_features = (embedding, hq_features)
+        masks, iou_pred = decoder.predict_masks(
+            image_embeddings=features,
+            image_pe=self.model.prompt_encoder.get_dense_pe(),
+            sparse_prompt_embeddings=sparse,
+            dense_prompt_embeddings=dense,
+            hq_features=hq_features,
+        )
+        tokens = decoder.num_mask_tokens
+        if multimask:
+            # SAM's best of its three masks, plus the HQ mask: one output.
+            iou_pred, best = torch.max(iou_pred[:, 1 : tokens - 1], dim=1)
+            iou_pred = iou_pred.unsqueeze(1)
+            masks_sam = masks[:, 1 : tokens - 1][torch.arange(masks.size(0)), best].unsqueeze(1)
+        else:
+            iou_pred = iou_pred[:, 0:1]
+            masks_sam = masks[:, 0:1]
+        return masks_sam + masks[:, tokens - 1 : tokens], iou_pred
+
     def describe(self) -> str:
-        return f"{self.name}: {self.info.describe()}; encoder stock, decoder torch"
+        return (
+            f"{self.name}: {self.info.describe()}; encoder {self.encoder_kind}"
+            f" (Linear {self.linear_backend}), decoder torch"
+        )

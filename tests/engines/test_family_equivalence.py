@@ -45,7 +45,7 @@ def loaded(request, family_checkpoint) -> Loaded:
     image = _image()
     predictor = spec.predictor(model)
     predictor.set_image(image)
-    engine = families.load_model(path, "auto", device="cpu", decoder="torch")
+    engine = families.load_model(path, "auto", device="cpu", encoder="stock", decoder="torch")
     return Loaded(request.param, spec, predictor, engine, engine.encode(image), path)
 
 
@@ -176,7 +176,7 @@ def test_info_and_segment_commands_at_auto(loaded, tmp_path, monkeypatch, shared
         with Image.open(out) as im:
             mask = np.asarray(im) == 255
         assert _iou(mask, reference) >= MIN_IOU
-        if not loaded.spec.fast_decoder:
+        if not (loaded.spec.fast_decoder or loaded.spec.fast_encoder):
             np.testing.assert_array_equal(mask, reference)
 
 
@@ -205,3 +205,17 @@ def test_segment_everything_matches_the_familys_generator(loaded):
         assert _iou(theirs["segmentation"], ours.mask) >= 0.99
         assert ours.predicted_iou == pytest.approx(theirs["predicted_iou"], abs=1e-3)
         assert ours.stability_score == pytest.approx(theirs["stability_score"], abs=1e-2)
+
+
+def test_fast_encoder_matches_reference(loaded):
+    """Families whose encoder is SAM 1's ViT take its exact fast encoder by default."""
+    engine = families.load_model(loaded.path, "auto", device="cpu", decoder="torch")
+    assert (engine.encoder_kind == "fast") == loaded.spec.fast_encoder
+    if not loaded.spec.fast_encoder:
+        pytest.skip(f"{loaded.name} has no fast encoder")
+    embedding = engine.encode(_image())
+    assert embedding.fingerprint == loaded.embedding.fingerprint  # shares the cache with stock
+    np.testing.assert_allclose(embedding.features, loaded.embedding.features, rtol=0, atol=FAST_TOL)
+    for case, prompts in CASES.items():
+        _assert_equal(engine.decode(embedding, prompts), _case_reference(loaded, case), True)
+    _chain(engine, embedding, loaded.predictor, fast=True)
