@@ -208,14 +208,31 @@ def sam2_predictor(model):
     return SAM2ImagePredictor(model)
 
 
-def build_efficientvit_l0(seed: int = 0):
-    """EfficientViT-SAM L0 as efficientsam registers it (its smallest: 35M parameters, 512 px
-    encoder input); efficientsam builds only its registered configurations by name."""
+def build_efficientvit_small(seed: int = 0):
+    """EfficientViT-SAM with a shrunk L-type backbone (widths 16..128, one block per stage, the
+    default block kinds) and neck, from efficientsam's own classes, norms' eps 1e-6 as
+    create_efficientvit_sam_model sets them for its registered models."""
     import torch
-    from efficientsam.sam_model_zoo import create_efficientvit_sam_model
+    from efficientsam.models.efficientvit.backbone import EfficientViTLargeBackbone
+    from efficientsam.models.efficientvit.sam import (
+        EfficientViTSamImageEncoder,
+        SamNeck,
+        build_efficientvit_sam,
+    )
+    from efficientsam.models.nn.norm import set_norm_eps
 
     torch.manual_seed(seed)
-    model = create_efficientvit_sam_model("efficientvit-sam-l0", pretrained=False)
+    backbone = EfficientViTLargeBackbone(width_list=[16, 32, 64, 96, 128], depth_list=[1, 1, 1, 1, 1])
+    neck = SamNeck(
+        fid_list=["stage4", "stage3", "stage2"],
+        in_channel_list=[128, 96, 64],
+        head_width=64,
+        head_depth=1,
+        expand_ratio=1,
+        middle_op="fmb",
+    )
+    model = build_efficientvit_sam(EfficientViTSamImageEncoder(backbone, neck), 512)
+    set_norm_eps(model, 1e-6)
     return _randomise_zeros(model, seed).eval()
 
 
@@ -249,6 +266,8 @@ class FamilySpec:
     fast_encoder: bool = False  # SAM 1's exact fast ViT encoder applies (the default path)
     model_type: str = "custom"  # the shrunk configurations are none of the official ones
     generator: Callable | None = None  # (model, **settings) -> the family's segment-everything
+    # changes to sam_factory.PERMISSIVE_AUTO_SETTINGS so that this random model's masks pass
+    auto_settings: tuple = ()
 
 
 SPECS = {
@@ -269,8 +288,10 @@ SPECS = {
         "sam2.1_hiera_small_test.pt",
     ),
     "efficientvit": FamilySpec(
-        "efficientsam", build_efficientvit_l0, efficientvit_predictor,
-        save_wrapped("state_dict"), "efficientvit", "efficientvit_sam_l0.pt",
-        fast_decoder=True, model_type="efficientvit_sam_l0", generator=efficientvit_generator,
+        "efficientsam", build_efficientvit_small, efficientvit_predictor,
+        save_wrapped("state_dict"), "efficientvit", "efficientvit_sam_test.pt",
+        fast_decoder=True, generator=efficientvit_generator,
+        # its predicted IoUs are all slightly negative: no IoU filter
+        auto_settings=(("pred_iou_thresh", 0.0),),
     ),
 }  # fmt: skip

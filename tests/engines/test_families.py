@@ -95,11 +95,23 @@ def test_tinyvit_official_sizes_from_shapes():
     assert (info.family, info.model_type) == ("hq", "hq_vit_tiny")
 
 
-def test_efficientvit_other_configuration_is_one_sentence(family_checkpoint):
+def test_efficientvit_registered_models_from_shapes():
+    pytest.importorskip("efficientsam")
+    from efficientsam.sam_model_zoo import REGISTERED_EFFICIENTVIT_SAM_MODEL
+
+    for name, (factory, _, _) in REGISTERED_EFFICIENTVIT_SAM_MODEL.items():
+        with torch.device("meta"):
+            model = factory()
+        info = families.detect_family(model.state_dict())
+        assert (info.family, info.model_type) == ("efficientvit", name.replace("-", "_"))
+        assert info.config.encoder_size == model.image_size[1]
+
+
+def test_efficientvit_damaged_layout_is_one_sentence(family_checkpoint):
     _, model = family_checkpoint("efficientvit")
     shapes = _shapes_of(model)
     del shapes["image_encoder.neck.middle.op_list.0.main.spatial_conv.conv.weight"]
-    with pytest.raises(UserError, match="EfficientViT-SAM checkpoint of a configuration other than"):
+    with pytest.raises(UserError, match="odd.pt looks like an EfficientViT-SAM checkpoint but"):
         families.detect_family(shapes, "odd.pt")
 
 

@@ -193,7 +193,7 @@ def test_segment_everything_matches_the_familys_generator(loaded):
         return
     assert supports_automatic(loaded.engine)
     image = _image()[:192, :256].copy()
-    settings = AutoMaskSettings(**PERMISSIVE_AUTO_SETTINGS)
+    settings = AutoMaskSettings(**{**PERMISSIVE_AUTO_SETTINGS, **dict(loaded.spec.auto_settings)})
     reference = loaded.spec.generator(loaded.predictor.model, **settings.generator_kwargs())
     proposals = generate_proposals(loaded.engine, image, settings)
     stock = reference.generate(image)
