@@ -157,9 +157,16 @@ def check_model_type(found: ModelInfo, model_type: str, name: str) -> None:
 
 def require_package(family: str) -> None:
     """Raise UserError naming the extra to install when the family's reference package is missing."""
+    import warnings
+
     fam = FAMILIES[family]
     try:
-        importlib.import_module(fam.package)
+        # timm warns about its deprecated module paths and about TinyViT names that mobile_sam and
+        # segment_anything_hq register again: nothing a user can act on.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            warnings.filterwarnings("ignore", message="Overwriting tiny_vit", category=UserWarning)
+            importlib.import_module(fam.package)
     except ModuleNotFoundError as exc:
         hint = (
             "make install"
