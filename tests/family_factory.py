@@ -295,3 +295,39 @@ SPECS = {
         auto_settings=(("pred_iou_thresh", 0.0),),
     ),
 }  # fmt: skip
+
+
+def build_hf_sam(seed: int = 0):
+    """transformers' SamModel, shrunk (ViT 64 wide, 4 blocks). transformers initialises with
+    tiny values: weights get N(0, 0.1) so that masks vary."""
+    import torch
+    from transformers import SamConfig, SamModel
+
+    torch.manual_seed(seed)
+    config = SamConfig(
+        vision_config=dict(
+            hidden_size=64, num_hidden_layers=4, num_attention_heads=2, global_attn_indexes=[1, 3]
+        )
+    )
+    model = SamModel(config).eval()
+    with torch.no_grad():
+        for param in model.parameters():
+            if param.dim() > 1 or not param.any():
+                param.normal_(0.0, 0.1)
+    return model
+
+
+def save_hf(model, folder: Path) -> Path:
+    """As a hub snapshot: save_pretrained of the model (config.json, model.safetensors) and of
+    its processor."""
+    from transformers import SamImageProcessor, SamProcessor
+
+    model.save_pretrained(folder)
+    SamProcessor(image_processor=SamImageProcessor()).save_pretrained(folder)
+    return folder
+
+
+# Checkpoints the tests build but that have no reference predictor of the SamPredictor kind.
+EXTRA_SPECS = {
+    "hf": FamilySpec("transformers", build_hf_sam, None, save_hf, "hf", "sam-tiny"),
+}

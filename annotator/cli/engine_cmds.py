@@ -151,7 +151,7 @@ def _load_engine(args):
         print("annotator: no --checkpoint: using the classic GrabCut engine.", file=sys.stderr)
         return ClassicEngine()
     checkpoint = Path(args.checkpoint).expanduser()
-    if not checkpoint.is_file():
+    if not checkpoint.exists():
         raise UserError(f"Checkpoint {checkpoint} does not exist.")
     from annotator.engines.families import load_model
 

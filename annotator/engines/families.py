@@ -13,6 +13,7 @@ where the package allows: no random initialisation) and wraps it in a `Segmenter
 | SAM-HQ | engines/sam_hq.py | hq_vit_b/l/h, hq_vit_tiny | segment-anything-hq (`hq`) |
 | MobileSAM | engines/mobilesam.py | mobilesam_vit_t | mobilesam-mirror (`mobilesam`) |
 | EfficientViT-SAM | engines/efficientvit.py | efficientvit_sam_l0/l1/l2/xl0/xl1 | efficientsam (`efficientvit`) |
+| transformers layout (a folder) | engines/hf.py | hf | transformers (`hf`) |
 
 Nothing here imports torch at module level: `import annotator.engines.families` is cheap.
 """
@@ -51,6 +52,7 @@ FAMILIES: dict[str, Family] = {
         Family("efficientvit", "EfficientViT-SAM", "annotator.engines.efficientvit",
                "efficientsam", "efficientvit",
                tuple(f"efficientvit_sam_{s}" for s in ("l0", "l1", "l2", "xl0", "xl1"))),
+        Family("hf", "Hugging Face", "annotator.engines.hf", "transformers", "hf", ("hf",)),
     )
 }  # fmt: skip
 
@@ -140,9 +142,22 @@ def read_state_dict(path: Path, *, mmap: bool) -> dict[str, Any]:
 
 
 def inspect_checkpoint(path) -> ModelInfo:
-    """What the checkpoint at `path` holds (memory-mapped: reads shapes, not weights)."""
+    """What the checkpoint at `path` holds (memory-mapped: reads shapes, not weights); a folder
+    is read as a transformers layout (its config.json)."""
     path = Path(path).expanduser()
+    if path.is_dir():
+        return _detect_folder(path)
     return detect_family(read_state_dict(path, mmap=True), path.name)
+
+
+def _detect_folder(path: Path) -> ModelInfo:
+    from annotator.engines import hf
+
+    if not hf.is_hf_folder(path):
+        raise UserError(
+            f"{path} is a folder without config.json, not a transformers model folder."
+        )
+    return hf.detect_folder(path)
 
 
 def check_model_type(found: ModelInfo, model_type: str, name: str) -> None:
@@ -192,7 +207,7 @@ def load_model(
 ):
     """Load any family's checkpoint into its engine (a `Segmenter`).
 
-    checkpoint: a .pth/.pt file. model_type: "auto" or one of MODEL_TYPES (checked against the
+    checkpoint: a .pth/.pt file, or a transformers model folder. model_type: "auto" or one of MODEL_TYPES (checked against the
     file). device: "auto" or a torch device. encoder/decoder: SAM 1's speed paths ("fast",
     "stock", "bf16"; "auto", "torch", "onnx"); other families take the paths they have and
     ignore the rest. Raises UserError with one sentence for any bad file or argument.
@@ -206,6 +221,13 @@ def load_model(
     if decoder not in sam.DECODERS:
         raise UserError(f"Unknown decoder {decoder!r}: use {', '.join(sam.DECODERS)}.")
     path = Path(checkpoint).expanduser()
+    if path.is_dir():
+        from annotator.engines import hf
+
+        info = _detect_folder(path)
+        check_model_type(info, model_type, path.name)
+        require_package(info.family)
+        return hf.load_folder(path, info, device=sam.resolve_device(device))
     state_dict = read_state_dict(path, mmap=False)
     info = detect_family(state_dict, path.name)
     check_model_type(info, model_type, path.name)

@@ -12,7 +12,7 @@ from annotator.engines.base import Prompts
 
 from .conftest import click_image, wait_ready
 
-FAMILIES = ["mobilesam", "hq_tiny", "sam2.1", "efficientvit"]
+FAMILIES = ["mobilesam", "hq_tiny", "sam2.1", "efficientvit", "hf"]
 
 
 @pytest.mark.parametrize("name", FAMILIES)
@@ -46,8 +46,7 @@ def test_click_and_enter_with_each_family(
         window.start_inference()
         wait_ready(qtbot, window, timeout=60000)
         (engine,) = loaded
-        info = families.inspect_checkpoint(path)
-        assert info.title in engine.name
+        assert engine.family == families.inspect_checkpoint(path).family
         click_image(qtbot, window, 80, 60)
         qtbot.waitUntil(lambda: window.session.prediction is not None, timeout=30000)
         ((x, y),) = window.session.points
