@@ -297,19 +297,19 @@ SPECS = {
 }  # fmt: skip
 
 
-def build_hf_sam(seed: int = 0):
-    """transformers' SamModel, shrunk (ViT 64 wide, 4 blocks). transformers initialises with
-    tiny values: weights get N(0, 0.1) so that masks vary."""
+def build_hf_sam(seed: int = 0, hq: bool = False):
+    """transformers' SamModel (or SamHQModel), shrunk (ViT 64 wide, 4 blocks). transformers
+    initialises with tiny values: weights get N(0, 0.1) so that masks vary."""
     import torch
-    from transformers import SamConfig, SamModel
+    import transformers
 
     torch.manual_seed(seed)
-    config = SamConfig(
-        vision_config=dict(
-            hidden_size=64, num_hidden_layers=4, num_attention_heads=2, global_attn_indexes=[1, 3]
-        )
-    )
-    model = SamModel(config).eval()
+    config_class = transformers.SamHQConfig if hq else transformers.SamConfig
+    model_class = transformers.SamHQModel if hq else transformers.SamModel
+    vision = dict(hidden_size=64, num_hidden_layers=4, num_attention_heads=2, global_attn_indexes=[1, 3])
+    extra = {"mask_decoder_config": {"vit_dim": 64}} if hq else {}  # the fused ViT width
+    config = config_class(vision_config=vision, **extra)
+    model = model_class(config).eval()
     with torch.no_grad():
         for param in model.parameters():
             if param.dim() > 1 or not param.any():
@@ -320,14 +320,19 @@ def build_hf_sam(seed: int = 0):
 def save_hf(model, folder: Path) -> Path:
     """As a hub snapshot: save_pretrained of the model (config.json, model.safetensors) and of
     its processor."""
-    from transformers import SamImageProcessor, SamProcessor
+    import transformers
 
+    hq = model.config.model_type == "sam_hq"
+    processor_class = transformers.SamHQProcessor if hq else transformers.SamProcessor
     model.save_pretrained(folder)
-    SamProcessor(image_processor=SamImageProcessor()).save_pretrained(folder)
+    processor_class(image_processor=transformers.SamImageProcessor()).save_pretrained(folder)
     return folder
 
 
 # Checkpoints the tests build but that have no reference predictor of the SamPredictor kind.
 EXTRA_SPECS = {
     "hf": FamilySpec("transformers", build_hf_sam, None, save_hf, "hf", "sam-tiny"),
+    "hf_hq": FamilySpec(
+        "transformers", lambda: build_hf_sam(hq=True), None, save_hf, "hf", "sam-hq-tiny"
+    ),
 }

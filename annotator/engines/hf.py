@@ -1,12 +1,16 @@
 """The Hugging Face transformers layout of SAM (a folder or hub snapshot with config.json,
 model.safetensors and the processor's configuration), run with transformers itself
-(`SamModel` + `SamProcessor`), equal to transformers' documented pipeline
-(`model(**processor(image, input_points=...))` then `processor.post_process_masks`).
+(`SamModel` + `SamProcessor`) and of SAM-HQ (`SamHQModel` + `SamHQProcessor`), equal to
+transformers' documented pipeline (`model(**processor(image, input_points=...))` then
+`processor.post_process_masks`).
 
-Detection reads config.json's `model_type`: "sam" is loaded; "sam_hq" and "sam2" (transformers'
-SAM-HQ and SAM 2 layouts) are recognised and refused with one sentence for now. Weights are read
-from model.safetensors only (never a pickle), with `local_files_only`: nothing is downloaded.
-The embedding is the vision encoder's 1x256x64x64 output, as SAM 1's.
+Detection reads config.json's `model_type`: "sam" and "sam_hq" are loaded; "sam2" (transformers'
+SAM 2 layout) is recognised and refused with one sentence for now. Weights are read from
+model.safetensors only (never a pickle), with `local_files_only`: nothing is downloaded. The
+embedding is the vision encoder's 1x256x64x64 output, as SAM 1's; SAM-HQ's also holds the first
+intermediate (global-attention) ViT feature its decoder fuses, channels-first after it, as
+engines/sam_hq.py packs it. transformers' SAM-HQ answers three masks for multimask (SAM's three,
+each plus the HQ mask, sorted by score), unlike segment_anything_hq's one.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from annotator.engines.base import Embedding, Prediction, Prompts
 from annotator.errors import UserError
 
 PREPROCESS_VERSION = 1
-LOADED_TYPES = ("sam",)
+LOADED_TYPES = ("sam", "sam_hq")
 KNOWN_TYPES = {"sam": "SAM", "sam_hq": "SAM-HQ", "sam2": "SAM 2", "sam3": "SAM 3"}
 
 
@@ -92,14 +96,18 @@ def fingerprint(path: Path, info) -> str:
 def load_folder(path: Path, info, *, device: str):
     import logging
 
-    from transformers import SamModel, SamProcessor
+    import transformers
     from transformers.utils import logging as hf_logging
+
+    hq = info.config.hf_model_type == "sam_hq"
+    model_class = transformers.SamHQModel if hq else transformers.SamModel
+    processor_class = transformers.SamHQProcessor if hq else transformers.SamProcessor
 
     hf_logging.set_verbosity(logging.ERROR)
     hf_logging.disable_progress_bar()
     try:
-        model = SamModel.from_pretrained(path, local_files_only=True, use_safetensors=True)
-        processor = SamProcessor.from_pretrained(path, local_files_only=True)
+        model = model_class.from_pretrained(path, local_files_only=True, use_safetensors=True)
+        processor = processor_class.from_pretrained(path, local_files_only=True)
     except (OSError, ValueError) as exc:
         reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise UserError(f"{path.name} could not be loaded by transformers: {reason[:160]}") from exc
@@ -108,7 +116,7 @@ def load_folder(path: Path, info, *, device: str):
 
 
 class HfSamEngine:
-    """transformers' SamModel behind the Segmenter protocol."""
+    """transformers' SamModel or SamHQModel behind the Segmenter protocol."""
 
     family = "hf"
     supports_automatic = False  # segment everything runs segment_anything's decoder loop
@@ -122,7 +130,8 @@ class HfSamEngine:
         self.architecture = info.config
         self.device = device
         self.fingerprint = self.weights_fingerprint = fingerprint
-        self.name = f"SAM (transformers) ({device})"
+        self.hq = info.config.hf_model_type == "sam_hq"
+        self.name = f"{'SAM-HQ' if self.hq else 'SAM'} (transformers) ({device})"
         self._lock = threading.Lock()
 
     def encode(self, image: np.ndarray) -> Embedding:
@@ -137,7 +146,13 @@ class HfSamEngine:
         with self._lock, torch.inference_mode():
             inputs = self.processor(images=image, return_tensors="pt")
             pixels = inputs["pixel_values"].to(self.device)
-            features = self.model.get_image_embeddings(pixels).float().cpu().numpy()
+            if self.hq:
+                features, intermediate = self.model.get_image_embeddings(pixels)
+                early = intermediate[0].permute(0, 3, 1, 2)  # B x D x 64 x 64
+                features = torch.cat([features, early], dim=1)
+            else:
+                features = self.model.get_image_embeddings(pixels)
+            features = features.float().cpu().numpy()
         reshaped = [int(v) for v in np.asarray(inputs["reshaped_input_sizes"])[0]]
         return Embedding(
             original_size=(int(image.shape[0]), int(image.shape[1])),
@@ -179,6 +194,9 @@ class HfSamEngine:
             kwargs["input_masks"] = mask.reshape(1, 1, *mask.shape[-2:])
         with self._lock, torch.inference_mode():
             features = torch.as_tensor(np.asarray(embedding.features), device=device)
+            if self.hq:
+                kwargs["intermediate_embeddings"] = [features[:, 256:].permute(0, 2, 3, 1)]
+                features = features[:, :256]
             out = self.model(
                 image_embeddings=features, multimask_output=prompts.multimask, **kwargs
             )

@@ -1,6 +1,6 @@
-"""The transformers layout of SAM (a folder with config.json, model.safetensors and the
+"""The transformers layouts of SAM and SAM-HQ (a folder with config.json, model.safetensors and the
 processor's configuration), loaded through the registry with --model-type auto, against
-transformers' documented pipeline on the same random weights: `model(**processor(image,
+transformers' documented pipeline (SamModel/SamProcessor, SamHQModel/SamHQProcessor) on the same random weights: `model(**processor(image,
 input_points=..., input_labels=..., input_boxes=...), input_masks=...)` then
 `processor.post_process_masks`. Identical masks, logits and scores to float rounding (1e-6), for
 the seven single prompt combinations and a three-click chain feeding the low-res logits back."""
@@ -24,18 +24,21 @@ from annotator.errors import UserError  # noqa: E402
 TOL = 1e-6
 
 
-@pytest.fixture(scope="session")
-def hf_folder(family_checkpoint):
-    """A shrunk SamModel saved as a hub snapshot (tests/family_factory.py: build_hf_sam)."""
-    return family_checkpoint("hf")[0]
+@pytest.fixture(scope="session", params=["hf", "hf_hq"])
+def hf_folder(request, family_checkpoint):
+    """A shrunk SamModel / SamHQModel saved as a hub snapshot (family_factory.build_hf_sam)."""
+    return family_checkpoint(request.param)[0]
 
 
 @pytest.fixture(scope="session")
 def reference(hf_folder):
-    from transformers import SamModel, SamProcessor
+    import transformers
 
-    model = SamModel.from_pretrained(hf_folder).eval()
-    return model, SamProcessor.from_pretrained(hf_folder)
+    hq = json.loads((hf_folder / "config.json").read_text())["model_type"] == "sam_hq"
+    model_class = transformers.SamHQModel if hq else transformers.SamModel
+    processor_class = transformers.SamHQProcessor if hq else transformers.SamProcessor
+    model = model_class.from_pretrained(hf_folder).eval()
+    return model, processor_class.from_pretrained(hf_folder)
 
 
 @pytest.fixture(scope="session")
@@ -78,11 +81,12 @@ def test_detected_from_config_json(hf_folder, engine, capsys):
     from annotator.cli import main
 
     info = families.inspect_checkpoint(hf_folder)
-    assert (info.family, info.model_type, info.config.hf_model_type) == ("hf", "hf", "sam")
+    expected = json.loads((hf_folder / "config.json").read_text())["model_type"]
+    assert (info.family, info.model_type, info.config.hf_model_type) == ("hf", "hf", expected)
     assert main(["info", str(hf_folder)]) == 0
     assert capsys.readouterr().out.strip() == info.describe()
     families.load_model(hf_folder, "hf", device="cpu")  # the explicit type is accepted
-    with pytest.raises(UserError, match=r"sam-tiny is a Hugging Face hf checkpoint, but vit_b"):
+    with pytest.raises(UserError, match=rf"{hf_folder.name} is a Hugging Face hf checkpoint, but"):
         families.load_model(hf_folder, "vit_b", device="cpu")
 
 
@@ -90,9 +94,10 @@ _CASE_REFERENCES: dict = {}
 
 
 def _case_reference(reference, case: str):
-    if case not in _CASE_REFERENCES:
-        _CASE_REFERENCES[case] = _reference(reference, CASES[case])
-    return _CASE_REFERENCES[case]
+    key = (id(reference[0]), case)
+    if key not in _CASE_REFERENCES:
+        _CASE_REFERENCES[key] = _reference(reference, CASES[case])
+    return _CASE_REFERENCES[key]
 
 
 @pytest.mark.parametrize("case", list(CASES))

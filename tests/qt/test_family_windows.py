@@ -12,7 +12,7 @@ from annotator.engines.base import Prompts
 
 from .conftest import click_image, wait_ready
 
-FAMILIES = ["mobilesam", "hq_tiny", "sam2.1", "efficientvit", "hf"]
+FAMILIES = ["mobilesam", "hq_tiny", "sam2.1", "efficientvit", "hf", "hf_hq"]
 
 
 @pytest.mark.parametrize("name", FAMILIES)
