@@ -317,15 +317,51 @@ def build_hf_sam(seed: int = 0, hq: bool = False):
     return model
 
 
+def build_hf_sam2(seed: int = 0):
+    """transformers' Sam2Model with a shrunk Hiera (32 wide, stages 1/1/2/1)."""
+    import torch
+    import transformers
+
+    torch.manual_seed(seed)
+    hiera = transformers.Sam2HieraDetConfig(
+        hidden_size=32,
+        blocks_per_stage=[1, 1, 2, 1],
+        embed_dim_per_stage=[32, 64, 128, 256],
+        num_attention_heads_per_stage=[1, 1, 1, 1],
+        global_attention_blocks=[3],
+    )
+    vision = transformers.Sam2VisionConfig(
+        backbone_config=hiera, backbone_channel_list=[256, 128, 64, 32]
+    )
+    model = transformers.Sam2Model(transformers.Sam2Config(vision_config=vision)).eval()
+    with torch.no_grad():
+        for param in model.parameters():
+            if param.dim() > 1 or not param.any():
+                param.normal_(0.0, 0.1)
+    return model
+
+
+def hf_classes(model_type: str):
+    """(model class, processor class, image processor class) of a transformers model_type."""
+    import transformers
+
+    return {
+        "sam": (transformers.SamModel, transformers.SamProcessor, transformers.SamImageProcessor),
+        "sam_hq": (
+            transformers.SamHQModel, transformers.SamHQProcessor, transformers.SamImageProcessor
+        ),
+        "sam2": (
+            transformers.Sam2Model, transformers.Sam2Processor, transformers.Sam2ImageProcessor
+        ),
+    }[model_type]  # fmt: skip
+
+
 def save_hf(model, folder: Path) -> Path:
     """As a hub snapshot: save_pretrained of the model (config.json, model.safetensors) and of
     its processor."""
-    import transformers
-
-    hq = model.config.model_type == "sam_hq"
-    processor_class = transformers.SamHQProcessor if hq else transformers.SamProcessor
+    _, processor_class, image_processor_class = hf_classes(model.config.model_type)
     model.save_pretrained(folder)
-    processor_class(image_processor=transformers.SamImageProcessor()).save_pretrained(folder)
+    processor_class(image_processor=image_processor_class()).save_pretrained(folder)
     return folder
 
 
@@ -335,4 +371,5 @@ EXTRA_SPECS = {
     "hf_hq": FamilySpec(
         "transformers", lambda: build_hf_sam(hq=True), None, save_hf, "hf", "sam-hq-tiny"
     ),
+    "hf_sam2": FamilySpec("transformers", build_hf_sam2, None, save_hf, "hf", "sam2-tiny"),
 }

@@ -4,12 +4,12 @@ model.safetensors and the processor's configuration), run with transformers itse
 transformers' documented pipeline (`model(**processor(image, input_points=...))` then
 `processor.post_process_masks`).
 
-Detection reads config.json's `model_type`: "sam" and "sam_hq" are loaded; "sam2" (transformers'
-SAM 2 layout) is recognised and refused with one sentence for now. Weights are read from
+Detection reads config.json's `model_type`: "sam", "sam_hq" and "sam2" (Sam2Model +
+Sam2Processor) are loaded; others ("sam3"...) are refused with one sentence. Weights are read from
 model.safetensors only (never a pickle), with `local_files_only`: nothing is downloaded. The
 embedding is the vision encoder's 1x256x64x64 output, as SAM 1's; SAM-HQ's also holds the first
 intermediate (global-attention) ViT feature its decoder fuses, channels-first after it, as
-engines/sam_hq.py packs it. transformers' SAM-HQ answers three masks for multimask (SAM's three,
+engines/sam_hq.py packs it; SAM 2's is its three feature maps flattened and concatenated. transformers' SAM-HQ answers three masks for multimask (SAM's three,
 each plus the HQ mask, sorted by score), unlike segment_anything_hq's one.
 """
 
@@ -26,7 +26,7 @@ from annotator.engines.base import Embedding, Prediction, Prompts
 from annotator.errors import UserError
 
 PREPROCESS_VERSION = 1
-LOADED_TYPES = ("sam", "sam_hq")
+LOADED_TYPES = ("sam", "sam_hq", "sam2")
 KNOWN_TYPES = {"sam": "SAM", "sam_hq": "SAM-HQ", "sam2": "SAM 2", "sam3": "SAM 3"}
 
 
@@ -41,7 +41,8 @@ class HfArchitecture:
     def describe(self) -> str:
         blocks = ",".join(map(str, self.global_attn_indexes))
         return (
-            f"hf ({self.hf_model_type}, transformers layout): ViT {self.hidden_size} wide, "
+            f"hf ({self.hf_model_type}, transformers layout): "
+            f"{'Hiera' if self.hf_model_type == 'sam2' else 'ViT'} {self.hidden_size} wide, "
             f"{self.num_hidden_layers} blocks, global attention in blocks {blocks}"
         )
 
@@ -77,13 +78,16 @@ def detect_folder(path: Path):
     if not (path / "model.safetensors").is_file():
         raise UserError(f"{path.name} has no model.safetensors (only safetensors weights are read).")
     vision = config.get("vision_config") or {}
-    arch = HfArchitecture(
-        "hf",
-        model_type,
-        int(vision.get("hidden_size", 768)),
-        int(vision.get("num_hidden_layers", 12)),
-        tuple(int(i) for i in vision.get("global_attn_indexes", (2, 5, 8, 11))),
-    )
+    if model_type == "sam2":  # a Hiera backbone: width, blocks over all stages, global blocks
+        hiera = vision.get("backbone_config") or {}
+        width = int(hiera.get("hidden_size", 96))
+        depth = int(sum(hiera.get("blocks_per_stage", (1, 2, 7, 2))))
+        global_blocks = hiera.get("global_attention_blocks", (5, 7, 9))
+    else:
+        width = int(vision.get("hidden_size", 768))
+        depth = int(vision.get("num_hidden_layers", 12))
+        global_blocks = vision.get("global_attn_indexes", (2, 5, 8, 11))
+    arch = HfArchitecture("hf", model_type, width, depth, tuple(int(i) for i in global_blocks))
     return ModelInfo("hf", "hf", arch)
 
 
@@ -99,9 +103,11 @@ def load_folder(path: Path, info, *, device: str):
     import transformers
     from transformers.utils import logging as hf_logging
 
-    hq = info.config.hf_model_type == "sam_hq"
-    model_class = transformers.SamHQModel if hq else transformers.SamModel
-    processor_class = transformers.SamHQProcessor if hq else transformers.SamProcessor
+    model_class, processor_class = {
+        "sam": (transformers.SamModel, transformers.SamProcessor),
+        "sam_hq": (transformers.SamHQModel, transformers.SamHQProcessor),
+        "sam2": (transformers.Sam2Model, transformers.Sam2Processor),
+    }[info.config.hf_model_type]
 
     hf_logging.set_verbosity(logging.ERROR)
     hf_logging.disable_progress_bar()
@@ -130,8 +136,16 @@ class HfSamEngine:
         self.architecture = info.config
         self.device = device
         self.fingerprint = self.weights_fingerprint = fingerprint
-        self.hq = info.config.hf_model_type == "sam_hq"
-        self.name = f"{'SAM-HQ' if self.hq else 'SAM'} (transformers) ({device})"
+        self.kind = info.config.hf_model_type
+        self.hq = self.kind == "sam_hq"
+        title = {"sam": "SAM", "sam_hq": "SAM-HQ", "sam2": "SAM 2"}[self.kind]
+        self.name = f"{title} (transformers) ({device})"
+        if self.kind == "sam2":
+            # get_image_embeddings: [stride 4, stride 8, stride 16] maps of hidden/8, hidden/4
+            # and hidden channels (the decoder's own projections of the FPN levels).
+            hidden = int(model.config.mask_decoder_config.hidden_size)
+            sizes = [tuple(int(v) for v in size) for size in model.backbone_feature_sizes]
+            self._layout = [(hidden // 8, *sizes[0]), (hidden // 4, *sizes[1]), (hidden, *sizes[2])]
         self._lock = threading.Lock()
 
     def encode(self, image: np.ndarray) -> Embedding:
@@ -146,14 +160,23 @@ class HfSamEngine:
         with self._lock, torch.inference_mode():
             inputs = self.processor(images=image, return_tensors="pt")
             pixels = inputs["pixel_values"].to(self.device)
-            if self.hq:
+            if self.kind == "sam2":
+                maps = self.model.get_image_embeddings(pixels)
+                shapes = [tuple(m.shape[1:]) for m in maps]
+                if shapes != [tuple(layout) for layout in self._layout]:
+                    raise ValueError(f"unexpected SAM 2 feature maps {shapes}")
+                features = torch.cat([m.reshape(-1) for m in maps])
+            elif self.hq:
                 features, intermediate = self.model.get_image_embeddings(pixels)
                 early = intermediate[0].permute(0, 3, 1, 2)  # B x D x 64 x 64
                 features = torch.cat([features, early], dim=1)
             else:
                 features = self.model.get_image_embeddings(pixels)
             features = features.float().cpu().numpy()
-        reshaped = [int(v) for v in np.asarray(inputs["reshaped_input_sizes"])[0]]
+        if "reshaped_input_sizes" in inputs:
+            reshaped = [int(v) for v in np.asarray(inputs["reshaped_input_sizes"])[0]]
+        else:  # SAM 2 resizes (not letterboxes) to a square
+            reshaped = [int(v) for v in inputs["pixel_values"].shape[-2:]]
         return Embedding(
             original_size=(int(image.shape[0]), int(image.shape[1])),
             input_size=(reshaped[0], reshaped[1]),
@@ -170,6 +193,8 @@ class HfSamEngine:
             raise ValueError("This embedding was made by another model; encode the image again.")
         if prompts.is_empty():
             raise ValueError("decode needs at least one point or a box.")
+        if self.kind == "sam2":
+            return self._decode_sam2(embedding, prompts)
         processor, device = self.processor, self.device
         original = embedding.original_size
         kwargs = {}
@@ -208,6 +233,41 @@ class HfSamEngine:
                 masks=masks.numpy(),
                 scores=out.iou_scores[0, 0].float().cpu().numpy(),
                 low_res_logits=low_res.float().cpu().numpy(),
+            )
+
+    def _decode_sam2(self, embedding: Embedding, prompts: Prompts) -> Prediction:
+        """Prompts through Sam2Processor(original_sizes=...) as the documented pipeline does,
+        Sam2Model.forward on the cached feature maps, masks from post_process_masks."""
+        import torch
+
+        processor, device = self.processor, self.device
+        original = [list(embedding.original_size)]
+        kwargs = {}
+        if len(prompts.points):
+            kwargs["input_points"] = [[np.asarray(prompts.points).tolist()]]
+            kwargs["input_labels"] = [[np.asarray(prompts.labels).tolist()]]
+        if prompts.box is not None:
+            kwargs["input_boxes"] = [[np.asarray(prompts.box).tolist()]]
+        inputs = processor(original_sizes=original, return_tensors="pt", **kwargs)
+        inputs = {k: v.to(device) for k, v in inputs.items() if k != "original_sizes"}
+        if prompts.mask_input is not None:
+            mask = torch.tensor(np.asarray(prompts.mask_input), dtype=torch.float, device=device)
+            inputs["input_masks"] = mask.reshape(1, 1, *mask.shape[-2:])
+        with self._lock, torch.inference_mode():
+            flat = torch.as_tensor(np.asarray(embedding.features), device=device)
+            maps, start = [], 0
+            for channels, height, width in self._layout:
+                n = channels * height * width
+                maps.append(flat[start : start + n].view(1, channels, height, width))
+                start += n
+            if start != flat.numel():
+                raise ValueError("This embedding was made by another model; encode the image again.")
+            out = self.model(image_embeddings=maps, multimask_output=prompts.multimask, **inputs)
+            masks = processor.post_process_masks(out.pred_masks.cpu(), original)[0][0]
+            return Prediction(
+                masks=masks.numpy(),
+                scores=out.iou_scores[0, 0].float().cpu().numpy(),
+                low_res_logits=out.pred_masks[0, 0].float().cpu().numpy(),
             )
 
     def describe(self) -> str:

@@ -1,6 +1,6 @@
-"""The transformers layouts of SAM and SAM-HQ (a folder with config.json, model.safetensors and the
+"""The transformers layouts of SAM, SAM-HQ and SAM 2 (a folder with config.json, model.safetensors and the
 processor's configuration), loaded through the registry with --model-type auto, against
-transformers' documented pipeline (SamModel/SamProcessor, SamHQModel/SamHQProcessor) on the same random weights: `model(**processor(image,
+transformers' documented pipeline (SamModel/SamProcessor, SamHQModel/SamHQProcessor, Sam2Model/Sam2Processor) on the same random weights: `model(**processor(image,
 input_points=..., input_labels=..., input_boxes=...), input_masks=...)` then
 `processor.post_process_masks`. Identical masks, logits and scores to float rounding (1e-6), for
 the seven single prompt combinations and a three-click chain feeding the low-res logits back."""
@@ -24,7 +24,7 @@ from annotator.errors import UserError  # noqa: E402
 TOL = 1e-6
 
 
-@pytest.fixture(scope="session", params=["hf", "hf_hq"])
+@pytest.fixture(scope="session", params=["hf", "hf_hq", "hf_sam2"])
 def hf_folder(request, family_checkpoint):
     """A shrunk SamModel / SamHQModel saved as a hub snapshot (family_factory.build_hf_sam)."""
     return family_checkpoint(request.param)[0]
@@ -32,13 +32,15 @@ def hf_folder(request, family_checkpoint):
 
 @pytest.fixture(scope="session")
 def reference(hf_folder):
-    import transformers
+    from family_factory import hf_classes
 
-    hq = json.loads((hf_folder / "config.json").read_text())["model_type"] == "sam_hq"
-    model_class = transformers.SamHQModel if hq else transformers.SamModel
-    processor_class = transformers.SamHQProcessor if hq else transformers.SamProcessor
+    model_class, processor_class, _ = hf_classes(_model_type(hf_folder))
     model = model_class.from_pretrained(hf_folder).eval()
     return model, processor_class.from_pretrained(hf_folder)
+
+
+def _model_type(folder) -> str:
+    return json.loads((folder / "config.json").read_text())["model_type"]
 
 
 @pytest.fixture(scope="session")
@@ -64,9 +66,10 @@ def _reference(reference, prompts: Prompts, mask_input=None):
         inputs["input_masks"] = torch.as_tensor(mask_input)[None]
     with torch.no_grad():
         out = model(**inputs, multimask_output=prompts.multimask)
-    masks = processor.post_process_masks(
-        out.pred_masks, inputs["original_sizes"], inputs["reshaped_input_sizes"]
-    )[0][0]
+    sizes = [inputs["original_sizes"]]
+    if "reshaped_input_sizes" in inputs:  # SAM, SAM-HQ (SAM 2 resizes to a square)
+        sizes.append(inputs["reshaped_input_sizes"])
+    masks = processor.post_process_masks(out.pred_masks, *sizes)[0][0]
     return masks.numpy(), out.iou_scores[0, 0].numpy(), out.pred_masks[0, 0].numpy()
 
 
@@ -81,7 +84,7 @@ def test_detected_from_config_json(hf_folder, engine, capsys):
     from annotator.cli import main
 
     info = families.inspect_checkpoint(hf_folder)
-    expected = json.loads((hf_folder / "config.json").read_text())["model_type"]
+    expected = _model_type(hf_folder)
     assert (info.family, info.model_type, info.config.hf_model_type) == ("hf", "hf", expected)
     assert main(["info", str(hf_folder)]) == 0
     assert capsys.readouterr().out.strip() == info.describe()
@@ -140,7 +143,7 @@ def test_segment_command_with_the_folder(hf_folder, reference, tmp_path):
 
 def test_other_transformers_layouts_are_one_sentence(tmp_path):
     for model_type, message in (
-        ("sam2", "is a transformers SAM 2 model (model_type 'sam2'), which Annotator does not"),
+        ("sam3", "is a transformers SAM 3 model (model_type 'sam3'), which Annotator does not"),
         ("bert", "is a transformers model of type 'bert', not a Segment Anything model."),
     ):
         folder = tmp_path / model_type
