@@ -136,8 +136,8 @@ def build_hq_vit(seed: int = 0):
     from functools import partial
 
     import torch
-    from segment_anything_hq.modeling import ImageEncoderViT
     from sam_factory import TINY_CONFIG
+    from segment_anything_hq.modeling import ImageEncoderViT
 
     torch.manual_seed(seed)
     c = TINY_CONFIG
@@ -222,7 +222,9 @@ def build_efficientvit_small(seed: int = 0):
     from efficientsam.models.nn.norm import set_norm_eps
 
     torch.manual_seed(seed)
-    backbone = EfficientViTLargeBackbone(width_list=[16, 32, 64, 96, 128], depth_list=[1, 1, 1, 1, 1])
+    backbone = EfficientViTLargeBackbone(
+        width_list=[16, 32, 64, 96, 128], depth_list=[1, 1, 1, 1, 1]
+    )
     neck = SamNeck(
         fid_list=["stage4", "stage3", "stage2"],
         in_channel_list=[128, 96, 64],
@@ -306,7 +308,9 @@ def build_hf_sam(seed: int = 0, hq: bool = False):
     torch.manual_seed(seed)
     config_class = transformers.SamHQConfig if hq else transformers.SamConfig
     model_class = transformers.SamHQModel if hq else transformers.SamModel
-    vision = dict(hidden_size=64, num_hidden_layers=4, num_attention_heads=2, global_attn_indexes=[1, 3])
+    vision = dict(
+        hidden_size=64, num_hidden_layers=4, num_attention_heads=2, global_attn_indexes=[1, 3]
+    )
     extra = {"mask_decoder_config": {"vit_dim": 64}} if hq else {}  # the fused ViT width
     config = config_class(vision_config=vision, **extra)
     model = model_class(config).eval()

@@ -142,7 +142,9 @@ def run_auto(
 
         engine = load_model(checkpoint, model_type, device, encoder="fast", decoder="torch")
     if engine is not None and not getattr(engine, "supports_automatic", True):
-        raise UserError(f"{engine.name} cannot segment everything yet; use a SAM or MobileSAM model.")
+        raise UserError(
+            f"{engine.name} cannot segment everything yet; use a SAM or MobileSAM model."
+        )
     cache = EmbeddingCache()
     if not existed or report.added or len(project.categories) != categories_before:
         _save(project, out)  # the file exists, valid, from the start

@@ -124,7 +124,11 @@ def read_config(state_dict: dict[str, Any], name: str) -> EfficientVitConfig:
     prefix = "image_encoder.backbone.stages."
     try:
         stage_ids = sorted(
-            {int(m.group(1)) for k in state_dict if (m := re.match(r"image_encoder\.backbone\.stages\.(\d+)\.", k))}
+            {
+                int(m.group(1))
+                for k in state_dict
+                if (m := re.match(r"image_encoder\.backbone\.stages\.(\d+)\.", k))
+            }
         )
         if not stage_ids or stage_ids != list(range(len(stage_ids))):
             raise KeyError("stages")
@@ -146,7 +150,9 @@ def read_config(state_dict: dict[str, Any], name: str) -> EfficientVitConfig:
                 if kind.startswith("att"):
                     local = f"{p}1.local_module."
                     expand, few = _expand_and_fewer_norm(state_dict, local, "mb")
-                    qkv_dim = int(state_dict[p + "1.context_module.main.aggreg.0.1.weight"].shape[1])
+                    qkv_dim = int(
+                        state_dict[p + "1.context_module.main.aggreg.0.1.weight"].shape[1]
+                    )
                     _, few = _expand_and_fewer_norm(state_dict, p + "0.", "mb")
                 else:
                     expand, few = _expand_and_fewer_norm(state_dict, p + "1.", kind)
@@ -161,14 +167,22 @@ def read_config(state_dict: dict[str, Any], name: str) -> EfficientVitConfig:
             fewer.append(few)
         neck = "image_encoder.neck."
         inputs = sorted(
-            {int(m.group(1)) for k in state_dict if (m := re.match(r"image_encoder\.neck\.input_ops\.(\d+)\.", k))}
+            {
+                int(m.group(1))
+                for k in state_dict
+                if (m := re.match(r"image_encoder\.neck\.input_ops\.(\d+)\.", k))
+            }
         )
         in_channels = tuple(
             int(state_dict[f"{neck}input_ops.{i}.op_list.0.conv.weight"].shape[1]) for i in inputs
         )
         head_width = int(state_dict[f"{neck}input_ops.0.op_list.0.conv.weight"].shape[0])
         middle = sorted(
-            {int(m.group(1)) for k in state_dict if (m := re.match(r"image_encoder\.neck\.middle\.op_list\.(\d+)\.", k))}
+            {
+                int(m.group(1))
+                for k in state_dict
+                if (m := re.match(r"image_encoder\.neck\.middle\.op_list\.(\d+)\.", k))
+            }
         )
         middle_op = _block_kind(state_dict, f"{neck}middle.op_list.0.")
         neck_expand, _ = _expand_and_fewer_norm(state_dict, f"{neck}middle.op_list.0.", middle_op)
@@ -262,7 +276,9 @@ def build_model(architecture: EfficientVitArchitecture):
             ),
             mask_decoder=MaskDecoder(
                 num_multimask_outputs=3,
-                transformer=TwoWayTransformer(depth=2, embedding_dim=256, mlp_dim=2048, num_heads=8),
+                transformer=TwoWayTransformer(
+                    depth=2, embedding_dim=256, mlp_dim=2048, num_heads=8
+                ),
                 transformer_dim=256,
                 iou_head_depth=3,
                 iou_head_hidden_dim=256,
@@ -315,7 +331,9 @@ class EfficientVitEngine(SamEngine):
         )
         self.info = info
         variant = info.config.variant
-        self.name = f"EfficientViT-SAM {variant.upper() if variant != 'custom' else variant} ({device})"
+        self.name = (
+            f"EfficientViT-SAM {variant.upper() if variant != 'custom' else variant} ({device})"
+        )
         size = info.config.encoder_size
         # EfficientViTSam.transform, as the predictor applies it.
         self.encoder_transform = transforms.Compose(

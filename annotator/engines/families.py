@@ -154,9 +154,7 @@ def _detect_folder(path: Path) -> ModelInfo:
     from annotator.engines import hf
 
     if not hf.is_hf_folder(path):
-        raise UserError(
-            f"{path} is a folder without config.json, not a transformers model folder."
-        )
+        raise UserError(f"{path} is a folder without config.json, not a transformers model folder.")
     return hf.detect_folder(path)
 
 
@@ -292,7 +290,9 @@ class skip_init:
     def __enter__(self):
         import torch
 
-        self._saved = {n: getattr(torch.nn.init, n) for n in self._NAMES if hasattr(torch.nn.init, n)}
+        self._saved = {
+            n: getattr(torch.nn.init, n) for n in self._NAMES if hasattr(torch.nn.init, n)
+        }
         for name in self._saved:
             setattr(torch.nn.init, name, _keep)
         return self

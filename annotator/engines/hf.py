@@ -76,7 +76,9 @@ def detect_folder(path: Path):
             "not a Segment Anything model."
         )
     if not (path / "model.safetensors").is_file():
-        raise UserError(f"{path.name} has no model.safetensors (only safetensors weights are read).")
+        raise UserError(
+            f"{path.name} has no model.safetensors (only safetensors weights are read)."
+        )
     vision = config.get("vision_config") or {}
     if model_type == "sam2":  # a Hiera backbone: width, blocks over all stages, global blocks
         hiera = vision.get("backbone_config") or {}
@@ -261,7 +263,9 @@ class HfSamEngine:
                 maps.append(flat[start : start + n].view(1, channels, height, width))
                 start += n
             if start != flat.numel():
-                raise ValueError("This embedding was made by another model; encode the image again.")
+                raise ValueError(
+                    "This embedding was made by another model; encode the image again."
+                )
             out = self.model(image_embeddings=maps, multimask_output=prompts.multimask, **inputs)
             masks = processor.post_process_masks(out.pred_masks.cpu(), original)[0][0]
             return Prediction(

@@ -79,7 +79,11 @@ def tinyvit_config(state_dict: dict[str, Any], prefix: str, name: str) -> TinyVi
     """
     try:
         layer_ids = sorted(
-            {int(m.group(1)) for k in state_dict if (m := re.match(rf"{re.escape(prefix)}layers\.(\d+)\.", k))}
+            {
+                int(m.group(1))
+                for k in state_dict
+                if (m := re.match(rf"{re.escape(prefix)}layers\.(\d+)\.", k))
+            }
         )
         if not layer_ids or layer_ids != list(range(len(layer_ids))) or len(layer_ids) < 2:
             raise KeyError("layers")
@@ -180,7 +184,9 @@ def build_model(architecture: MobileSamArchitecture):
             ),
             mask_decoder=MaskDecoder(
                 num_multimask_outputs=3,
-                transformer=TwoWayTransformer(depth=2, embedding_dim=256, mlp_dim=2048, num_heads=8),
+                transformer=TwoWayTransformer(
+                    depth=2, embedding_dim=256, mlp_dim=2048, num_heads=8
+                ),
                 transformer_dim=256,
                 iou_head_depth=3,
                 iou_head_hidden_dim=256,

@@ -464,7 +464,9 @@ class SamEngine:
     float rounding with the fast encoder or the ONNX decoder). Only ever used from one thread.
     """
 
-    family = "sam1"  # annotator.engines.families key (MobileSAM and EfficientViT-SAM reuse the class)
+    family = (
+        "sam1"  # annotator.engines.families key (MobileSAM and EfficientViT-SAM reuse the class)
+    )
 
     def __init__(
         self,

@@ -105,7 +105,11 @@ def detect(state_dict: dict[str, Any], name: str):
     try:
         embed_dim = int(state_dict[prefix + "patch_embed.proj.weight"].shape[0])
         blocks = sorted(
-            {int(m.group(1)) for k in state_dict if (m := re.match(r"image_encoder\.trunk\.blocks\.(\d+)\.", k))}
+            {
+                int(m.group(1))
+                for k in state_dict
+                if (m := re.match(r"image_encoder\.trunk\.blocks\.(\d+)\.", k))
+            }
         )
         if not blocks or blocks != list(range(len(blocks))):
             raise KeyError("blocks")
@@ -132,11 +136,11 @@ def detect(state_dict: dict[str, Any], name: str):
 
 def build_model(architecture: Sam2Architecture):
     """SAM2Base from sam2's hydra config, as build_sam2 builds it, without random initialisation."""
+    import sam2  # noqa: F401  (initialises hydra's config module "sam2")
     from hydra import compose
     from hydra.utils import instantiate
     from omegaconf import OmegaConf
 
-    import sam2  # noqa: F401  (initialises hydra's config module "sam2")
     from annotator.engines.families import skip_init
 
     cfg = compose(
@@ -204,7 +208,9 @@ class Sam2Engine:
             if model.directly_add_no_mem_embed:
                 vision_feats[-1] = vision_feats[-1] + model.no_mem_embed
             # As the predictor: strides 4, 8, 16 -> [hi-res 4, hi-res 8, image_embed].
-            bb_sizes = [(side, side) for _, side in (self._layout[1], self._layout[2], self._layout[0])]
+            bb_sizes = [
+                (side, side) for _, side in (self._layout[1], self._layout[2], self._layout[0])
+            ]
             feats = [
                 feat.permute(1, 2, 0).view(1, -1, *size)
                 for feat, size in zip(vision_feats[::-1], bb_sizes[::-1], strict=True)
@@ -247,13 +253,17 @@ class Sam2Engine:
             image_embed, high_res = self._unpack(embedding.features)
             concat_points = None
             if len(prompts.points):
-                coords = torch.as_tensor(np.asarray(prompts.points), dtype=torch.float, device=device)
+                coords = torch.as_tensor(
+                    np.asarray(prompts.points), dtype=torch.float, device=device
+                )
                 coords = t.transform_coords(coords, normalize=True, orig_hw=orig_hw)[None, ...]
                 labels = torch.as_tensor(np.asarray(prompts.labels), dtype=torch.int, device=device)
                 concat_points = (coords, labels[None, ...])
             if prompts.box is not None:
                 box = torch.as_tensor(np.asarray(prompts.box), dtype=torch.float, device=device)
-                box_coords = t.transform_boxes(box, normalize=True, orig_hw=orig_hw).reshape(-1, 2, 2)
+                box_coords = t.transform_boxes(box, normalize=True, orig_hw=orig_hw).reshape(
+                    -1, 2, 2
+                )
                 box_labels = torch.tensor([[2, 3]], dtype=torch.int, device=device)
                 if concat_points is not None:
                     concat_points = (

@@ -106,7 +106,9 @@ def build_model(architecture: HqArchitecture):
             ),
             mask_decoder=MaskDecoderHQ(
                 num_multimask_outputs=3,
-                transformer=TwoWayTransformer(depth=2, embedding_dim=256, mlp_dim=2048, num_heads=8),
+                transformer=TwoWayTransformer(
+                    depth=2, embedding_dim=256, mlp_dim=2048, num_heads=8
+                ),
                 transformer_dim=256,
                 iou_head_depth=3,
                 iou_head_hidden_dim=256,

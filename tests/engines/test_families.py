@@ -123,6 +123,8 @@ def test_adapters_import_without_torch():
         "heavy = [m for m in ('torch', 'sam2', 'mobile_sam', 'efficientsam', 'timm') if m in sys.modules]\n"
         "print(' '.join(heavy))"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == ""

@@ -112,7 +112,9 @@ def _case_reference(loaded, case: str):
 
 @pytest.mark.parametrize("case", list(CASES))
 def test_single_prompts_match_reference(case, loaded):
-    _assert_equal(loaded.engine.decode(loaded.embedding, CASES[case]), _case_reference(loaded, case))
+    _assert_equal(
+        loaded.engine.decode(loaded.embedding, CASES[case]), _case_reference(loaded, case)
+    )
 
 
 def test_masks_are_not_trivial(loaded):
@@ -153,7 +155,9 @@ def test_onnx_decoder_matches_reference(loaded, monkeypatch, shared_model_cache)
     _chain(engine, embedding, loaded.predictor, fast=True)
 
 
-def test_info_and_segment_commands_at_auto(loaded, tmp_path, monkeypatch, shared_model_cache, capsys):
+def test_info_and_segment_commands_at_auto(
+    loaded, tmp_path, monkeypatch, shared_model_cache, capsys
+):
     """`annotator info` names the family; `annotator segment` (default paths: --model-type
     auto, the ONNX decoder where the family has one, the embedding cache) gives the reference's
     mask, and again from the cached embedding."""

@@ -12,9 +12,10 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from prompt_cases import CASES, CHAIN, HEIGHT, WIDTH, _image  # noqa: E402
+
 from annotator.engines.base import Prompts  # noqa: E402
 from annotator.engines.sam import load_sam  # noqa: E402
-from prompt_cases import CASES, CHAIN, HEIGHT, WIDTH, _image  # noqa: E402
 
 LOGIT_TOL = 1e-4
 MIN_IOU = 0.999
@@ -157,6 +158,7 @@ def test_fast_encoder_matches_predictor(case, fast_engine, fast_embedding, case_
 
 
 # -- a three-click refinement chain feeding low-res logits back ------------------------------
+
 
 @pytest.mark.parametrize("path", ["stock", "fast"])
 def test_three_click_chain_feeding_logits_back(
