@@ -35,3 +35,10 @@ def config_dir() -> Path:
     import platformdirs
 
     return _from_env_or("ANNOTATOR_CONFIG_DIR", lambda: platformdirs.user_config_dir(APP))
+
+
+def samples_folder() -> Path:
+    """The bundled sample photos (inside the installed package)."""
+    from importlib.resources import files
+
+    return Path(str(files("annotator.resources") / "samples"))

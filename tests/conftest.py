@@ -17,10 +17,11 @@ SAMPLES = REPO / "resources" / "samples"
 
 @pytest.fixture(autouse=True)
 def _isolated_user_dirs(tmp_path, monkeypatch):
-    """Keep every test away from the real user's cache, data and settings folders."""
+    """Keep every test away from the real user's cache, data, settings and log folders."""
     monkeypatch.setenv("ANNOTATOR_CACHE_DIR", str(tmp_path / "user-cache"))
     monkeypatch.setenv("ANNOTATOR_DATA_DIR", str(tmp_path / "user-data"))
     monkeypatch.setenv("ANNOTATOR_CONFIG_DIR", str(tmp_path / "user-config"))
+    monkeypatch.setenv("ANNOTATOR_LOG_DIR", str(tmp_path / "user-logs"))
     monkeypatch.delenv("SAM_CHECKPOINT", raising=False)
 
 

@@ -8,10 +8,15 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import sys
 
 from annotator import __version__
 from annotator.errors import UserError
+
+logger = logging.getLogger(__name__)
+
+VERBOSE_FLAGS = ("-v", "--verbose")
 
 # Each module defines `register(subparsers)`, adding its commands with `set_defaults(func=...)`;
 # `func(args) -> int` is the exit status.
@@ -31,6 +36,23 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str):
         raise UserError(f"{message} (see: {self.prog} --help).")
+
+
+def add_verbose_argument(parser: argparse.ArgumentParser) -> None:
+    """-v/--verbose, listed in every --help; main() takes it out of argv before parsing, so it
+    is accepted before or after the command name."""
+    parser.add_argument(
+        *VERBOSE_FLAGS,
+        action="store_true",
+        help="also write the log (DEBUG included) to stderr",
+    )
+
+
+def _split_verbose(argv: list[str]) -> tuple[list[str], bool]:
+    """argv without -v/--verbose (up to a `--`), and whether one was there."""
+    end = argv.index("--") if "--" in argv else len(argv)
+    kept = [arg for arg in argv[:end] if arg not in VERBOSE_FLAGS]
+    return kept + argv[end:], len(kept) != end
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
@@ -56,7 +78,17 @@ def _command_parser() -> argparse.ArgumentParser:
                 raise
             continue
         module.register(subparsers)
+    _add_verbose_everywhere(parser)
     return parser
+
+
+def _add_verbose_everywhere(parser: argparse.ArgumentParser) -> None:
+    """-v in the help of the parser and of every (nested) command below it."""
+    add_verbose_argument(parser)
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for command in {id(p): p for p in action.choices.values()}.values():  # aliases once
+                _add_verbose_everywhere(command)
 
 
 def _gui_parser(commands: list[str]) -> argparse.ArgumentParser:
@@ -74,6 +106,7 @@ def _gui_parser(commands: list[str]) -> argparse.ArgumentParser:
     )
     parser.add_argument("--checkpoint", help="SAM checkpoint (.pth) to load")
     add_model_arguments(parser)
+    add_verbose_argument(parser)
     return parser
 
 
@@ -89,7 +122,11 @@ def command_names() -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
+    argv, verbose = _split_verbose(list(sys.argv[1:] if argv is None else argv))
+    from annotator.log import setup_logging
+
+    setup_logging(verbose)
+    logger.info("annotator %s, Python %s: %s", __version__, sys.version.split()[0], argv)
     try:
         commands_parser = _command_parser()
         commands = _subcommands(commands_parser)
@@ -101,8 +138,14 @@ def main(argv: list[str] | None = None) -> int:
 
         return run_app(args)
     except UserError as exc:
+        logger.info("Stopped: %s", exc)
+        logger.debug("Raised here:", exc_info=True)
         print(f"annotator: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
+        logger.info("Interrupted")
         print("annotator: interrupted", file=sys.stderr)
         return 130
+    except Exception:  # a bug: keep its traceback in the log, then Python prints it as ever
+        logger.exception("Unexpected error")
+        raise

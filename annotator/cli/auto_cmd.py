@@ -119,9 +119,8 @@ def run_auto(
     An exception from either callback (e.g. KeyboardInterrupt) stops the run; the project file
     then holds every image finished before. Raises UserError for bad input.
     """
-    from annotator.core.images import list_images, load_image
-    from annotator.engines.automatic import AutoMaskSettings, generate_proposals
-    from annotator.engines.cache import EmbeddingCache
+    from annotator.core.images import list_images
+    from annotator.engines.automatic import AutoMaskSettings
 
     settings = (settings or AutoMaskSettings()).checked()
     folder, out = Path(folder).absolute(), Path(out).absolute()
@@ -131,9 +130,47 @@ def run_auto(
     if out.suffix.lower() != ".json":
         raise UserError(f"The project file must be a .json file, not {out.name}.")
     existed = out.exists()
-    project, report = _open_project(out, paths)
+    session, report = _open_session(out, paths)
+    try:
+        return _run(
+            session,
+            paths,
+            existed,
+            report,
+            settings,
+            engine,
+            checkpoint,
+            model_type,
+            device,
+            show_progress,
+            on_step,
+            on_image_saved,
+        )
+    finally:
+        session.close()
+
+
+def _run(
+    session,
+    paths,
+    existed,
+    report,
+    settings,
+    engine,
+    checkpoint,
+    model_type,
+    device,
+    show_progress,
+    on_step,
+    on_image_saved,
+) -> AutoRunReport:
+    from annotator.core.images import load_image
+    from annotator.engines.automatic import generate_proposals
+    from annotator.engines.cache import EmbeddingCache
+
+    project, out = session.project, session.project.path
     categories_before = len(project.categories)
-    category_id = _object_category(project)
+    category_id = _object_category(session)
     records = _records_by_path(project)
     todo = [(path, records[path.resolve()]) for path in paths if path.resolve() in records]
 
@@ -147,7 +184,7 @@ def run_auto(
         )
     cache = EmbeddingCache()
     if not existed or report.added or len(project.categories) != categories_before:
-        _save(project, out)  # the file exists, valid, from the start
+        session.save()  # the file exists, valid, from the start
 
     bar = _progress_bar(len(todo), show_progress)
     try:
@@ -174,9 +211,8 @@ def run_auto(
             proposals = generate_proposals(
                 engine, image, settings, embedding=embedding, progress=on_step
             )
-            count = _add_proposals(project, record, category_id, proposals)
-            project.replace_image(replace(record, done=True), notify=False)
-            _save(project, out)
+            count = _add_proposals(session, record, category_id, proposals)
+            session.save()
             report.processed.append(record.file_name)
             report.proposals += count
             bar.update(1)
@@ -195,62 +231,70 @@ def run_auto(
     return report
 
 
-def _open_project(out: Path, paths: list[Path]):
-    """The project at `out` with any new images of the folder added, or a new project."""
-    from annotator.core.coco import add_new_images, load_project
+def _open_session(out: Path, paths: list[Path]):
+    """The session of the project at `out` (locked) with any new images of the folder added,
+    or of a new project. Refuses a project another window holds or has unsaved work for."""
+    from annotator.core.coco import add_new_images
+    from annotator.core.commands import AddImages
     from annotator.core.project import Project
+    from annotator.core.session import AnnotationSession
 
     report = AutoRunReport()
     if not out.exists():
         project = Project.from_images(paths, out)
         report.unreadable.extend(project.unreadable_images)
-        return project, report
-    project, _load_report = load_project(out)
-    added, warnings = add_new_images(project, paths)
+        session = AnnotationSession.of(project)
+    else:
+        session, _ = AnnotationSession.open(out, journal=False)
+    try:
+        session.require_lock()
+        if session.recovery is not None:
+            raise UserError(
+                f"{out.name} has unsaved work from a window that did not close "
+                f"({session.recovery.describe()}): open it in the window first."
+            )
+    except UserError:
+        session.close()
+        raise
+    added, warnings = add_new_images(session.project.snapshot(), paths)
+    if added:
+        session.push(AddImages(added))
     report.added.extend(record.file_name for record in added)
     report.unreadable.extend(warnings)
-    return project, report
+    return session, report
 
 
 def _records_by_path(project) -> dict[Path, object]:
     return {project.image_path(record).resolve(): record for record in project.images}
 
 
-def _object_category(project) -> int:
+def _object_category(session) -> int:
     """The id of the category named "object", added (with the next palette colour) if missing."""
-    from annotator.core.project import Category, palette_color
-
-    for category in project.categories:
+    for category in session.project.categories:
         if category.name == CATEGORY_NAME:
             return category.id
-    category = Category(
-        project.next_category_id(), CATEGORY_NAME, palette_color(len(project.categories))
-    )
-    project.insert_category(category, notify=False)
-    return category.id
+    return session.add_category(CATEGORY_NAME).id
 
 
-def _add_proposals(project, record, category_id: int, proposals) -> int:
-    """Annotations of the proposals (predicted IoU kept as the COCO "score"); returns how many."""
+def _add_proposals(session, record, category_id: int, proposals) -> int:
+    """Annotations of the proposals (predicted IoU kept as the COCO "score") and the image marked
+    done, as one step; returns how many."""
+    from annotator.core.commands import AddAnnotation, CompositeCommand, SetImageDone
     from annotator.core.project import annotation_from_mask
 
-    count = 0
+    commands = []
+    next_id = session.project.next_annotation_id()
     for proposal in proposals:
-        if not proposal.mask.any():  # small-region clean-up can empty a mask
+        if proposal.area == 0:  # small-region clean-up can empty a mask
             continue
-        annotation = annotation_from_mask(
-            project.next_annotation_id(), record.id, category_id, proposal.mask
+        annotation = annotation_from_mask(next_id, record.id, category_id, proposal.mask)
+        commands.append(
+            AddAnnotation(replace(annotation, extra={"score": round(proposal.predicted_iou, 6)}))
         )
-        annotation = replace(annotation, extra={"score": round(proposal.predicted_iou, 6)})
-        project.insert_annotation(annotation, notify=False)
-        count += 1
-    return count
-
-
-def _save(project, out: Path) -> None:
-    from annotator.core.coco import save_project
-
-    save_project(project, out)
+        next_id += 1
+    commands.append(SetImageDone(record.id, True))
+    session.push(CompositeCommand(f"Segment {record.file_name}", commands))
+    return len(commands) - 1
 
 
 def _progress_bar(total: int, enabled: bool):

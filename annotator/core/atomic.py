@@ -3,13 +3,24 @@
 Write to a temporary file in the same folder (same file system, so the rename is atomic), flush
 and fsync it, keep the previous version as `<name>.bak`, then `os.replace` it over the target and
 fsync the folder. Any failure removes the temporary file and leaves the target untouched.
+
+A writer killed outright (SIGKILL, power loss) cannot remove its temporary file, so each one is
+named `.NAME.<host>-<pid>.<random>.tmp` (host: a short hash of this machine's name) and every
+write first removes the temporary files of the same target that no live writer can be using:
+written on this host by a pid that no longer runs, or older than STALE_AFTER seconds when the pid
+cannot be told (another host, Windows, the older `.NAME.<random>.tmp` names). Never one of this
+process (another thread may be writing it) nor one of a live pid.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
+import re
 import shutil
+import socket
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,6 +35,14 @@ def _read_umask() -> int:
 
 
 _UMASK = _read_umask()
+STALE_AFTER = 3600.0  # seconds: a temporary file whose writer cannot be told is stale after this
+_HOST = hashlib.sha1(socket.gethostname().encode("utf-8", "replace")).hexdigest()[:8]
+# What follows ".NAME." in our temporary files: "<host>-<pid>.<random>" (older: "<random>").
+_TEMP_REST = re.compile(r"(?:(?P<host>[0-9a-f]{8})-(?P<pid>[0-9]+)\.)?[A-Za-z0-9_]+")
+
+
+def _temp_prefix(path: Path) -> str:
+    return f".{path.name}.{_HOST}-{os.getpid()}."
 
 
 def backup_path(path: Path) -> Path:
@@ -50,7 +69,10 @@ def atomic_writer(path: Path, backup: bool = False, durable: bool = True) -> Ite
     """
     path = Path(path)
     folder = path.parent
-    fd, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+    remove_stale_temps(path)
+    if backup:
+        remove_stale_temps(backup_path(path))
+    fd, temp_name = tempfile.mkstemp(prefix=_temp_prefix(path), suffix=".tmp", dir=folder)
     temp = Path(temp_name)
     try:
         with os.fdopen(fd, "wb") as stream:
@@ -72,6 +94,57 @@ def atomic_writer(path: Path, backup: bool = False, durable: bool = True) -> Ite
         _fsync_folder(folder)
 
 
+def remove_stale_temps(path: Path) -> list[Path]:
+    """Remove the temporary files of `path` left by writers that were killed; returns them.
+    Errors (a read-only folder, a file that vanished meanwhile) are ignored: this is tidying."""
+    path = Path(path)
+    prefix = f".{path.name}."
+    removed = []
+    try:
+        entries = list(os.scandir(path.parent))
+    except OSError:
+        return removed
+    now = time.time()
+    for entry in entries:
+        name = entry.name
+        if not (name.startswith(prefix) and name.endswith(".tmp")):
+            continue
+        match = _TEMP_REST.fullmatch(name[len(prefix) : -len(".tmp")])
+        if match is None:
+            continue  # not one of ours (e.g. another target whose name starts like this one)
+        if not _stale(match, entry, now):
+            continue
+        try:
+            os.unlink(entry.path)
+        except OSError:
+            continue
+        removed.append(Path(entry.path))
+    return removed
+
+
+def _stale(match: re.Match, entry: os.DirEntry, now: float) -> bool:
+    pid = match.group("pid")
+    if match.group("host") == _HOST and pid is not None and os.name == "posix":
+        pid = int(pid)
+        if pid == os.getpid():
+            return False  # this process: another thread may be writing it right now
+        return not _pid_alive(pid)
+    try:
+        return now - entry.stat(follow_symlinks=False).st_mtime > STALE_AFTER
+    except OSError:
+        return False
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, OSError):
+        return True  # exists (owned by someone else), or cannot be told: keep the file
+    return True
+
+
 def _copy_mode(existing: Path, temp: Path) -> None:
     """mkstemp creates 0600 files; give the new version the old one's mode (or the umask's)."""
     try:
@@ -85,7 +158,7 @@ def _keep_backup(path: Path) -> None:
     """Make `path.bak` a complete copy of `path` (a hard link when possible: instant and safe,
     since `path` itself is replaced, not rewritten)."""
     bak = backup_path(path)
-    fd, temp_name = tempfile.mkstemp(prefix=f".{bak.name}.", suffix=".tmp", dir=path.parent)
+    fd, temp_name = tempfile.mkstemp(prefix=_temp_prefix(bak), suffix=".tmp", dir=path.parent)
     os.close(fd)
     temp = Path(temp_name)
     try:

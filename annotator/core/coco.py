@@ -30,18 +30,20 @@ writes anything.
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from annotator.core.atomic import atomic_write_bytes
+from annotator.core.limits import MAX_DEPTH, id_problem, path_problem, size_problem, too_deep
 from annotator.core.project import (
     Annotation,
     Category,
     ImageRecord,
     Project,
-    ProjectEvent,
     _relative_name,
+    normalise_path,
     palette_color,
     relink_images,
 )
@@ -167,6 +169,7 @@ def add_new_images(project: Project, paths: list[Path]) -> tuple[list[ImageRecor
             _relative_name(image_path, project.image_folder()),
             width,
             height,
+            path=normalise_path(image_path),
         )
         project.add_image(record, notify=False)
         added.append(record)
@@ -189,6 +192,12 @@ def read_document(path: Path) -> dict:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise UserError(f"{path} is not UTF-8 text (byte {exc.start}).") from None
+    # json.loads recurses once per level: refuse deep nesting before it runs out of stack.
+    if too_deep(data):
+        raise UserError(
+            f"{path} is nested too deeply (more than {MAX_DEPTH} levels of lists and objects) "
+            "to be a COCO file."
+        )
     try:
         document = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -196,6 +205,11 @@ def read_document(path: Path) -> dict:
         raise UserError(
             f"{path} is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}{hint}."
         ) from None
+    except RecursionError:
+        raise UserError(f"{path} is nested too deeply to be a COCO file.") from None
+    except ValueError as exc:  # e.g. an integer of more than 4300 digits
+        reason = " ".join(str(exc).split(";")[0].split())
+        raise UserError(f"{path} cannot be read as JSON: {reason}.") from None
     if not isinstance(document, dict):
         raise UserError(
             f"{path} is not a COCO file: the top level is a {_type(document)}, not an object."
@@ -215,7 +229,7 @@ def parse_document(document: dict, path: Path) -> tuple[Project, LoadReport]:
     where = Path(path).name
     ours = document.get(OUR_KEY)
     if ours is not None and not isinstance(ours, dict):
-        raise UserError(f'{where}: "{OUR_KEY}" must be an object, found a {_type(ours)}.')
+        raise UserError(f'{where}: "{OUR_KEY}" must be an object, found {_a(_type(ours))}.')
     ours = ours or {}
     version = ours.get("format_version", FORMAT_VERSION)
     if not _is_int(version):
@@ -227,7 +241,7 @@ def parse_document(document: dict, path: Path) -> tuple[Project, LoadReport]:
         )
     for key in ("images", "categories", "annotations"):
         if key in document and not isinstance(document[key], list):
-            raise UserError(f'{where}: "{key}" must be a list, found a {_type(document[key])}.')
+            raise UserError(f'{where}: "{key}" must be a list, found {_a(_type(document[key]))}.')
     if "images" not in document:
         raise UserError(f'{where} is not a COCO file: it has no "images" list.')
 
@@ -240,11 +254,12 @@ def parse_document(document: dict, path: Path) -> tuple[Project, LoadReport]:
     report = LoadReport()
     _read_images(project, document["images"], ours, where)
     project.image_root = guess_image_root(project, project.images, ours)
+    project.resolve_paths()
     _read_categories(project, document.get("categories", []), ours, where)
     _read_annotations(
         project, document.get("annotations", []), bool(document.get(OUR_KEY)), report, where
     )
-    report.missing_images = [r for r in project.images if not project.image_path(r).is_file()]
+    report.missing_images = [r for r in project.images if not _is_file(project.image_path(r))]
     project.changes = 0
     return project, report
 
@@ -255,10 +270,12 @@ def _read_images(project: Project, entries: list, ours: dict, where: str) -> Non
     for index, entry in enumerate(entries):
         place = f"{where}: images[{index}]"
         if not isinstance(entry, dict):
-            raise UserError(f"{place} must be an object, found a {_type(entry)}.")
+            raise UserError(f"{place} must be an object, found {_a(_type(entry))}.")
         image_id = entry.get("id")
         if not _is_int(image_id):
             raise UserError(f'{place} has no integer "id" (found {_short(image_id)}).')
+        if id_problem(image_id):
+            raise UserError(f'{place}: "id" {id_problem(image_id)}.')
         if image_id in first_seen:
             raise UserError(
                 f"{place} repeats image id {image_id} of images[{first_seen[image_id]}]."
@@ -269,20 +286,28 @@ def _read_images(project: Project, entries: list, ours: dict, where: str) -> Non
             raise UserError(
                 f'{place} (id {image_id}) has no "file_name" text (found {_short(file_name)}).'
             )
+        if path_problem(file_name):
+            raise UserError(f'{place} (id {image_id}): its "file_name" {path_problem(file_name)}.')
         width, height = entry.get("width"), entry.get("height")
         if width is None or height is None:
             width, height = _size_from_file(project, file_name, f"{place} (id {image_id})")
-        elif not (_is_int(width) and _is_int(height) and width > 0 and height > 0):
-            raise UserError(
-                f"{place} (id {image_id}): width and height must be positive integers "
-                f"(found {_short(width)} and {_short(height)})."
-            )
+        # A size that is not a positive integer within the limits refuses the whole file (as a
+        # missing file name does) rather than keeping the image aside: every consumer of an
+        # ImageRecord (canvas, masks, export) allocates width x height, so a record must never
+        # carry an absurd size, and keeping the image and its annotations verbatim would need a
+        # second, unshown kind of image in Project. The file stays untouched; the sentence names
+        # the image, and `annotator validate` lists every such image at once.
+        problem = size_problem(width, height)
+        if problem is not None:
+            raise UserError(f"{place} (id {image_id}) {_short(file_name)}: {problem}.")
         flags = done.get(str(image_id), {})
+        if not isinstance(flags, dict):
+            flags = {}
         extra = {k: v for k, v in entry.items() if k not in _IMAGE_KEYS}
         record = ImageRecord(
             image_id, file_name, int(width), int(height), bool(flags.get("done", False)), extra
         )
-        project.add_image(record, notify=False)
+        project.add_image(record, notify=False, resolve=False)  # resolved once the root is known
 
 
 def _size_from_file(project: Project, file_name: str, place: str) -> tuple[int, int]:
@@ -313,7 +338,7 @@ def guess_image_root(project: Project, records: list[ImageRecord], ours: dict) -
     best, best_hits = "", 0
     for root in IMAGE_ROOT_GUESSES if sample else ():
         project.image_root = root
-        hits = sum(project.image_path(r).is_file() for r in sample)
+        hits = sum(_is_file(project.image_path(r)) for r in sample)
         if hits > best_hits:
             best, best_hits = root, hits
         if hits == len(sample):
@@ -328,10 +353,12 @@ def _read_categories(project: Project, entries: list, ours: dict, where: str) ->
     for index, entry in enumerate(entries):
         place = f"{where}: categories[{index}]"
         if not isinstance(entry, dict):
-            raise UserError(f"{place} must be an object, found a {_type(entry)}.")
+            raise UserError(f"{place} must be an object, found {_a(_type(entry))}.")
         category_id = entry.get("id")
         if not _is_int(category_id):
             raise UserError(f'{place} has no integer "id" (found {_short(category_id)}).')
+        if id_problem(category_id):
+            raise UserError(f'{place}: "id" {id_problem(category_id)}.')
         if category_id in first_seen:
             raise UserError(
                 f"{place} repeats category id {category_id} of categories[{first_seen[category_id]}]."
@@ -345,7 +372,10 @@ def _read_categories(project: Project, entries: list, ours: dict, where: str) ->
         supercategory = entry.get("supercategory", "")
         if not isinstance(supercategory, str):
             supercategory = str(supercategory)
-        color = _color(colors.get(str(category_id), {}).get("color")) or palette_color(index)
+        ours_entry = colors.get(str(category_id))
+        color = (
+            _color(ours_entry.get("color")) if isinstance(ours_entry, dict) else None
+        ) or palette_color(index)
         extra = {k: v for k, v in entry.items() if k not in _CATEGORY_KEYS}
         project.insert_category(
             Category(category_id, name, color, supercategory, extra), notify=False
@@ -390,10 +420,16 @@ def _read_annotations(
             )
         except ValueError as exc:
             rejected.append((index, entry, str(exc)))
-    if not ours:
-        # Our own files hold what pycocotools wrote; Annotation.mask() and `annotator validate`
-        # still check every string before decoding it.
-        direct = [item for item in accepted if item[2] is item[1]["segmentation"]]
+    # Our own files hold what pycocotools wrote; Annotation.mask() and `annotator validate`
+    # still check every string before decoding it. Strings whose area or bbox pycocotools must
+    # compute now are checked in any file.
+    direct = [
+        item
+        for item in accepted
+        if item[2] is item[1]["segmentation"]
+        and (not ours or "area" not in item[1] or "bbox" not in item[1])
+    ]
+    if direct:
         pixels = [rle["size"][0] * rle["size"][1] for _, _, rle in direct]
         valid = rle_strings_valid([rle["counts"] for _, _, rle in direct], pixels)
         corrupt = {index for (index, _, _), ok in zip(direct, valid, strict=True) if not ok}
@@ -419,10 +455,12 @@ def _check_annotation_fields(entry, index: int, first_seen: dict[int, int], wher
     """Raise UserError, naming the place, when an annotation cannot even be indexed."""
     place = f"{where}: annotations[{index}]"
     if not isinstance(entry, dict):
-        raise UserError(f"{place} must be an object, found a {_type(entry)}.")
+        raise UserError(f"{place} must be an object, found {_a(_type(entry))}.")
     annotation_id = entry.get("id")
     if type(annotation_id) is not int:
         raise UserError(f'{place} has no integer "id" (found {_short(annotation_id)}).')
+    if id_problem(annotation_id):
+        raise UserError(f'{place}: "id" {id_problem(annotation_id)}.')
     if annotation_id in first_seen:
         raise UserError(
             f"{place} repeats annotation id {annotation_id} of annotations[{first_seen[annotation_id]}]."
@@ -465,11 +503,16 @@ def _annotation(entry: dict, rle: dict, area, bbox) -> Annotation:
 def _check_geometry_types(entry: dict) -> str | None:
     if "area" in entry and type(entry["area"]) not in _NUMBER_TYPES:
         return f'"area" is a {_type(entry["area"])}, not a number'
+    if "area" in entry and not math.isfinite(entry["area"]):
+        return f'"area" is {entry["area"]}, not a finite number'
     bbox = entry.get("bbox")
     if "bbox" in entry and not (
-        type(bbox) is list and len(bbox) == 4 and set(map(type, bbox)) <= _NUMBER_TYPES
+        type(bbox) is list
+        and len(bbox) == 4
+        and set(map(type, bbox)) <= _NUMBER_TYPES
+        and all(map(math.isfinite, bbox))
     ):
-        return '"bbox" is not a list of 4 numbers'
+        return '"bbox" is not a list of 4 finite numbers'
     return None
 
 
@@ -508,16 +551,16 @@ def _compute_geometry(rles: list[dict]) -> list[tuple[int, list[float]]]:
 def project_document(project: Project, folder: Path | None = None) -> dict:
     """The COCO document of `project` as it would be saved in `folder` (default: its own folder).
 
-    Relative image file names are rebased when `folder` differs, so they still find the images.
+    Every file name is written as read while it still names the image's path from there; others
+    (a Save As into another folder, a relinked or new image) are written relative to `folder`.
     """
     own_folder = project.path.parent if project.path is not None else None
-    rebase = folder is not None and (own_folder is None or Path(folder).absolute() != own_folder)
-    image_root = "" if rebase else project.image_root
+    folder = Path(folder).absolute() if folder is not None else own_folder
+    moved = folder is not None and folder != own_folder
+    image_root = "" if moved else project.image_root
+    names_from = (folder / image_root) if folder is not None else Path.cwd()
     document = dict(project.extra)
-    document["images"] = [
-        _image_entry(project, r, Path(folder).absolute() if rebase else None)
-        for r in project.images
-    ]
+    document["images"] = [_image_entry(project, r, names_from) for r in project.images]
     document["categories"] = [_category_entry(c) for c in project.categories]
     annotations = [_annotation_entry(a) for a in project.all_annotations()]
     annotations.extend(project.undecodable)
@@ -531,10 +574,11 @@ def project_document(project: Project, folder: Path | None = None) -> dict:
     return document
 
 
-def _image_entry(project: Project, record: ImageRecord, new_folder: Path | None) -> dict:
+def _image_entry(project: Project, record: ImageRecord, names_from: Path) -> dict:
     file_name = record.file_name
-    if new_folder is not None and not Path(file_name).is_absolute():
-        file_name = _relative_name(project.image_path(record), new_folder)
+    path = project.image_path(record)
+    if project.resolve_file_name(file_name, names_from) != str(path):
+        file_name = _relative_name(path, names_from)
     return {
         "id": record.id,
         "file_name": file_name,
@@ -601,35 +645,22 @@ def save_project(project: Project, path: Path | None = None) -> Path:
         raise UserError(
             f"Could not save {target}: {reason}. The last saved version is intact."
         ) from None
-    if target != project.path:
-        _adopt_location(project, target, document)
+    if target != project.path:  # Save As: the records keep their paths; only the base moves
+        project.path = target
+        project.image_root = document[OUR_KEY].get("image_root", "")
     return target
 
 
-def _adopt_location(project: Project, target: Path, document: dict) -> None:
-    """After a Save As: the project lives at `target`, with the file names just written."""
-    changed = []
-    for record, entry in zip(list(project.images), document["images"], strict=True):
-        if entry["file_name"] != record.file_name:
-            project.replace_image(
-                ImageRecord(
-                    record.id,
-                    entry["file_name"],
-                    record.width,
-                    record.height,
-                    record.done,
-                    record.extra,
-                ),
-                notify=False,
-            )
-            changed.append(record.id)
-    project.path = target
-    project.image_root = document[OUR_KEY].get("image_root", "")
-    if changed:
-        project.notify(ProjectEvent("images", tuple(changed)))
-
-
 # ----------------------------------------------------------------------------------------- util
+def _is_file(path: Path) -> bool:
+    """Path.is_file that answers False where the name cannot be looked up (permission denied on
+    a folder, a name too long for this file system) instead of raising."""
+    try:
+        return path.is_file()
+    except (OSError, ValueError):
+        return False
+
+
 def _is_int(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
@@ -642,6 +673,10 @@ def _type(value) -> str:
     return {dict: "object", list: "list", str: "text", bool: "boolean", type(None): "null"}.get(
         type(value), "number" if _is_number(value) else type(value).__name__
     )
+
+
+def _a(noun: str) -> str:
+    return f"an {noun}" if noun[:1] in "aeiou" else f"a {noun}"
 
 
 def _short(value) -> str:

@@ -36,14 +36,18 @@ class AddAnnotation:
 
 
 class DeleteAnnotations:
+    """Delete annotations (all or nothing: an unknown id changes nothing)."""
+
     def __init__(self, ids: Iterable[int], text: str | None = None):
-        self.ids = tuple(ids)
+        self.ids = tuple(dict.fromkeys(ids))
         self.text = text or (
             "Delete annotation" if len(self.ids) == 1 else f"Delete {len(self.ids)} annotations"
         )
         self._removed: list[tuple[int, Annotation]] = []
 
     def apply(self, project: Project) -> None:
+        for annotation_id in self.ids:
+            project.annotation(annotation_id)  # KeyError before anything changed
         self._removed = []
         for annotation_id in self.ids:
             position = project.annotation_position(annotation_id)
@@ -158,34 +162,64 @@ class DeleteCategory:
 
 
 class SetImageDone:
+    """Mark an image done or not; records only the flag it changes."""
+
     def __init__(self, image_id: int, done: bool, text: str | None = None):
         self.image_id = image_id
         self.done = bool(done)
         self.text = text or ("Mark image done" if done else "Mark image not done")
-        self._old = None
+        self._old = False
 
     def apply(self, project: Project) -> None:
-        self._old = project.image(self.image_id)
-        project.replace_image(replace(self._old, done=self.done))
+        record = project.image(self.image_id)
+        self._old = record.done
+        project.replace_image(replace(record, done=self.done))
 
     def revert(self, project: Project) -> None:
-        project.replace_image(self._old)
+        project.replace_image(replace(project.image(self.image_id), done=self._old))
 
 
 class ReplaceImages:
-    """Swap in new image records (same ids), e.g. the file names found by relinking."""
+    """Point images (same ids) at other files, e.g. those found by relinking. Records only the
+    file name and path it changes, so it composes with any other edit of the same records."""
 
     def __init__(self, records: Iterable[ImageRecord], text: str = "Relink images"):
-        self.records = tuple(records)
+        self.locations = tuple((r.id, r.file_name, r.path) for r in records)
         self.text = text
-        self._old: list[ImageRecord] = []
+        self._old: list[tuple[int, str, str]] = []
 
     def apply(self, project: Project) -> None:
-        self._old = [project.replace_image(record) for record in self.records]
+        for image_id, _, _ in self.locations:
+            project.image(image_id)  # KeyError before anything changed
+        self._old = []
+        for image_id, file_name, path in self.locations:
+            old = project.image(image_id)
+            self._old.append((image_id, old.file_name, old.path))
+            project.replace_image(replace(old, file_name=file_name, path=path))
 
     def revert(self, project: Project) -> None:
-        for old in reversed(self._old):
-            project.replace_image(old)
+        for image_id, file_name, path in reversed(self._old):
+            record = project.image(image_id)
+            project.replace_image(replace(record, file_name=file_name, path=path))
+
+
+class AddImages:
+    """Append new images (e.g. files that appeared in the project's folder since it was saved)."""
+
+    def __init__(self, records: Iterable[ImageRecord], text: str | None = None):
+        self.records = tuple(records)
+        self.text = text or f"Add {len(self.records)} new image(s)"
+
+    def apply(self, project: Project) -> None:
+        for record in self.records:
+            if project.has_image(record.id):
+                raise ValueError(f"image id {record.id} exists already")
+        for record in self.records:
+            project.add_image(record)
+
+    def revert(self, project: Project) -> None:
+        for record in reversed(self.records):
+            project.remove_image(record.id)
 
 
 class CompositeCommand:
@@ -270,6 +304,12 @@ class UndoStack:
 
     def set_clean(self) -> None:
         self._clean = self._index
+        self._changed()
+
+    def set_clean_index(self, index: int | None) -> None:
+        """Mark the state after commands[:index] as the file's (None: no reachable state is;
+        a save of a state that later edits undid and replaced)."""
+        self._clean = index
         self._changed()
 
     def clear(self) -> None:

@@ -10,7 +10,13 @@ Formats (`FORMATS`):
 - yolo: YOLO segmentation labels (one line per outer part, normalised x y pairs), the images
   (hard links where possible) and data.yaml.
 
-Annotations that could not be decoded on load are not exported (they are counted in the report).
+Annotations that could not be decoded on load are not exported (they are counted in the report),
+nor images whose size is beyond `annotator.core.limits` or annotations whose mask does not fit
+their image (each named in the report's skipped sentences).
+
+`progress(done, total)` is called after each image; `cancelled()` is asked before each image and
+ends the export with ExportCancelled. The COCO formats are one file written atomically at the end,
+so a cancelled or failed export leaves none; the folder formats keep the files written so far.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ import json
 import os
 import re
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,6 +33,7 @@ import numpy as np
 
 from annotator.core.atomic import atomic_write_bytes
 from annotator.core.coco import OUR_KEY, project_document, serialize_document
+from annotator.core.limits import size_problem
 from annotator.core.project import Annotation, ImageRecord, Project
 from annotator.errors import UserError
 
@@ -70,9 +78,47 @@ class ExportReport:
         return lines + self.skipped
 
 
-def export_project(project: Project, fmt: str, dest: Path) -> ExportReport:
+class ExportCancelled(UserError):
+    """The person cancelled the export (`cancelled()` answered True)."""
+
+
+class _Steps:
+    """Progress and cancellation, image by image."""
+
+    def __init__(self, fmt, dest, total, progress, cancelled) -> None:
+        self.fmt, self.dest, self.total = fmt, dest, total
+        self.progress, self.cancelled = progress, cancelled
+        self.done = 0
+
+    def check(self) -> None:
+        """Before the next image: stop here when the export was cancelled."""
+        if self.cancelled is not None and self.cancelled():
+            kept = (
+                "nothing was written"
+                if self.fmt in ("coco", "coco-polygons")
+                else f"the files of the first {self.done} image(s) are in {self.dest}"
+            )
+            raise ExportCancelled(
+                f"Export cancelled after {self.done} of {self.total} image(s); {kept}."
+            )
+
+    def advance(self) -> None:
+        self.done += 1
+        if self.progress is not None:
+            self.progress(self.done, self.total)
+
+
+def export_project(
+    project: Project,
+    fmt: str,
+    dest: Path,
+    progress: Callable[[int, int], None] | None = None,
+    cancelled: Callable[[], bool] | None = None,
+) -> ExportReport:
     """Export `project` as `fmt` (a key of FORMATS) to `dest` (a .json file for the COCO formats,
-    else a folder, created when missing). Raises UserError for an unknown format or unwritable dest."""
+    else a folder, created when missing). Raises UserError for an unknown format, an unwritable
+    dest or too little memory, ExportCancelled (a UserError) when `cancelled()` says so; calls
+    `progress(done, total)` after each image (from the calling thread)."""
     if fmt not in FORMATS:
         raise UserError(f"Unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}.")
     dest = Path(dest).absolute()
@@ -83,15 +129,44 @@ def export_project(project: Project, fmt: str, dest: Path) -> ExportReport:
         "cutouts": _export_cutouts,
         "yolo": _export_yolo,
     }[fmt]
+    steps = _Steps(fmt, dest, len(project.images), progress, cancelled)
     try:
-        report = exporter(project, dest)
+        report = exporter(project, dest, steps)
     except OSError as exc:
         raise UserError(f"Could not export to {dest}: {exc.strerror or exc}.") from None
+    except MemoryError:
+        raise UserError(
+            f"Not enough memory to export as {fmt} (after {steps.done} of {steps.total} "
+            "image(s)); try another format or close other programs."
+        ) from None
     if project.undecodable:
         report.skipped.append(
             f"{len(project.undecodable)} annotation(s) that could not be decoded were not exported."
         )
     return report
+
+
+def _size_skipped(record: ImageRecord, report: ExportReport) -> bool:
+    """Whether the image's size is beyond the limits (said in the report): its masks are never
+    decoded. Loading refuses such sizes; a record made another way may still carry one."""
+    problem = size_problem(record.width, record.height)
+    if problem is not None:
+        report.skipped.append(
+            f"Image {record.id} ({record.file_name}) was not exported: {problem}."
+        )
+    return problem is not None
+
+
+def _mask(annotation: Annotation, record: ImageRecord, report: ExportReport) -> np.ndarray | None:
+    """The annotation's mask, checked against its image's size; None (said in the report) when
+    it cannot be decoded."""
+    from annotator.core.masks import decode_rle
+
+    try:
+        return decode_rle(annotation.rle, (record.height, record.width))
+    except (ValueError, TypeError, KeyError) as exc:
+        report.skipped.append(f"Annotation {annotation.id} was not exported: {exc}.")
+        return None
 
 
 # ------------------------------------------------------------------------------------------ COCO
@@ -109,34 +184,53 @@ def _decoded_document(project: Project, target: Path) -> dict:
     return document
 
 
-def _export_coco(project: Project, dest: Path) -> ExportReport:
+def _export_coco(project: Project, dest: Path, steps: _Steps) -> ExportReport:
+    steps.check()
     target = _coco_target(dest)
     document = _decoded_document(project, target)
     atomic_write_bytes(target, serialize_document(document))
     return ExportReport("coco", target, len(project.images), project.total_annotations(), 1)
 
 
-def _export_coco_polygons(project: Project, dest: Path) -> ExportReport:
-    from annotator.core.masks import mask_to_polygons
+def _export_coco_polygons(project: Project, dest: Path, steps: _Steps) -> ExportReport:
+    from annotator.core import masks
 
     target = _coco_target(dest)
     document = _decoded_document(project, target)
     report = ExportReport("coco-polygons", target, len(project.images), 0, 1)
+    entry_of = dict(
+        zip(
+            (a.id for a in project.all_annotations()),
+            document["annotations"],
+            strict=True,
+        )
+    )
     entries = []
-    for annotation, entry in zip(project.all_annotations(), document["annotations"], strict=True):
-        if annotation.iscrowd:
-            entry["segmentation"] = annotation.rle
-        else:
-            polygons = mask_to_polygons(annotation.mask())
-            if not polygons.parts:
-                report.skipped.append(
-                    f"Annotation {annotation.id} has an empty mask and was not exported."
-                )
-                continue
-            entry["segmentation"] = [[round(v, 2) for v in part] for part in polygons.parts]
-            _count_losses(report, annotation, polygons)
-        entry["area"], entry["bbox"] = annotation.area, list(annotation.bbox)
-        entries.append(entry)
+    for record in project.images:
+        steps.check()
+        annotations = project.annotations_of(record.id)
+        if annotations and _size_skipped(record, report):
+            annotations = []
+        for annotation in annotations:
+            entry = entry_of[annotation.id]
+            if annotation.iscrowd:
+                entry["segmentation"] = annotation.rle
+            else:
+                mask = _mask(annotation, record, report)
+                if mask is None:
+                    continue
+                polygons = masks.mask_to_polygons(mask)
+                if not polygons.parts:
+                    report.skipped.append(
+                        f"Annotation {annotation.id} has an empty mask and was not exported."
+                    )
+                    continue
+                entry["segmentation"] = [[round(v, 2) for v in part] for part in polygons.parts]
+                _count_losses(report, annotation, polygons)
+            entry["area"], entry["bbox"] = annotation.area, list(annotation.bbox)
+            entries.append(entry)
+        steps.advance()
+    steps.check()
     document["annotations"] = entries
     document.pop(OUR_KEY, None)
     report.annotations = len(entries)
@@ -152,7 +246,7 @@ def _count_losses(report: ExportReport, annotation: Annotation, polygons) -> Non
 
 
 # ------------------------------------------------------------------------------------------- PNG
-def _export_png(project: Project, dest: Path) -> ExportReport:
+def _export_png(project: Project, dest: Path, steps: _Steps) -> ExportReport:
     dest.mkdir(parents=True, exist_ok=True)
     report = ExportReport("png", dest)
     names = _unique_stems(project.images)
@@ -161,11 +255,19 @@ def _export_png(project: Project, dest: Path) -> ExportReport:
     )
     legend_images = []
     for record in project.images:
+        steps.check()
+        if _size_skipped(record, report):
+            steps.advance()
+            continue
         instances = np.zeros((record.height, record.width), np.uint16)
         classes = np.zeros((record.height, record.width), class_dtype)
         legend = {}
-        for index, annotation in enumerate(project.annotations_of(record.id), start=1):
-            mask = annotation.mask()
+        index = 0
+        for annotation in project.annotations_of(record.id):
+            mask = _mask(annotation, record, report)
+            if mask is None:
+                continue
+            index += 1
             instances[mask] = index
             classes[mask] = annotation.category_id
             legend[str(index)] = {
@@ -183,6 +285,7 @@ def _export_png(project: Project, dest: Path) -> ExportReport:
         report.images += 1
         report.annotations += len(legend)
         report.files += 2
+        steps.advance()
     legend_doc = {
         "instances_png": "uint16; 0 is background, k is the k-th annotation of the image (bottom to top)",
         "classes_png": f"{np.dtype(class_dtype).name}; 0 is background, else the category id",
@@ -214,15 +317,17 @@ def _unique_stems(images: list[ImageRecord]) -> dict[int, str]:
 
 
 # --------------------------------------------------------------------------------------- cutouts
-def _export_cutouts(project: Project, dest: Path) -> ExportReport:
+def _export_cutouts(project: Project, dest: Path, steps: _Steps) -> ExportReport:
     from annotator.core.images import load_image
 
     dest.mkdir(parents=True, exist_ok=True)
     report = ExportReport("cutouts", dest)
     names = _unique_stems(project.images)
     for record in project.images:
+        steps.check()
         annotations = project.annotations_of(record.id)
-        if not annotations:
+        if not annotations or _size_skipped(record, report):
+            steps.advance()
             continue
         try:
             pixels = load_image(project.image_path(record))
@@ -230,19 +335,24 @@ def _export_cutouts(project: Project, dest: Path) -> ExportReport:
             report.skipped.append(
                 f"{len(annotations)} cutout(s) of image {record.id} skipped: {exc}"
             )
+            steps.advance()
             continue
         if pixels.shape[:2] != (record.height, record.width):
             report.skipped.append(
                 f"{len(annotations)} cutout(s) of image {record.id} skipped: the file is "
                 f"{pixels.shape[1]}x{pixels.shape[0]}, the project says {record.width}x{record.height}."
             )
+            steps.advance()
             continue
         report.images += 1
         for annotation in annotations:
             x, y, w, h = (int(v) for v in annotation.bbox)
             if w == 0 or h == 0:
                 continue
-            mask = annotation.mask()[y : y + h, x : x + w]
+            whole = _mask(annotation, record, report)
+            if whole is None:
+                continue
+            mask = whole[y : y + h, x : x + w]
             rgba = np.dstack(
                 [pixels[y : y + h, x : x + w], np.where(mask, 255, 0).astype(np.uint8)]
             )
@@ -251,6 +361,7 @@ def _export_cutouts(project: Project, dest: Path) -> ExportReport:
             _write_png(folder / f"{names[record.id]}_{annotation.id}.png", rgba)
             report.annotations += 1
             report.files += 1
+        steps.advance()
     return report
 
 
@@ -259,7 +370,7 @@ def _safe_name(name: str) -> str:
 
 
 # ------------------------------------------------------------------------------------------ YOLO
-def _export_yolo(project: Project, dest: Path) -> ExportReport:
+def _export_yolo(project: Project, dest: Path, steps: _Steps) -> ExportReport:
     from annotator.core.masks import mask_to_polygons
 
     dest.mkdir(parents=True, exist_ok=True)
@@ -269,15 +380,23 @@ def _export_yolo(project: Project, dest: Path) -> ExportReport:
     class_index = {c.id: i for i, c in enumerate(project.categories)}
     names = _unique_stems(project.images)
     for record in project.images:
+        steps.check()
         source = project.image_path(record)
         if not source.is_file():
             report.skipped.append(
                 f"Image {record.id} ({record.file_name}) is missing: its labels were not exported."
             )
+            steps.advance()
+            continue
+        if _size_skipped(record, report):
+            steps.advance()
             continue
         lines = []
         for annotation in project.annotations_of(record.id):
-            polygons = mask_to_polygons(annotation.mask())
+            mask = _mask(annotation, record, report)
+            if mask is None:
+                continue
+            polygons = mask_to_polygons(mask)
             _count_losses(report, annotation, polygons)
             scale = np.array([record.width, record.height], np.float64)
             for part in polygons.parts:
@@ -292,6 +411,7 @@ def _export_yolo(project: Project, dest: Path) -> ExportReport:
         )
         report.images += 1
         report.files += 2
+        steps.advance()
     atomic_write_bytes(dest / "data.yaml", _data_yaml(project, dest).encode())
     report.files += 1
     return report

@@ -8,12 +8,15 @@ composited over white, as image viewers show it; palette and CMYK images are con
 
 from __future__ import annotations
 
+import logging
 import re
 from pathlib import Path
 
 import numpy as np
 
 from annotator.errors import UserError
+
+log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = frozenset(
     {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm", ".pbm"}
@@ -57,9 +60,15 @@ def read_image_size(path: Path) -> tuple[int, int]:
     except FileNotFoundError:
         raise UserError(f"Image {path} does not exist.") from None
     except Exception as exc:  # PIL raises many types for undecodable files
+        log.debug("cannot read the header of %s", path, exc_info=True)
         raise UserError(f"Cannot read image {path}: {_reason(exc)}.") from None
     if orientation in (5, 6, 7, 8):  # rotated by 90 or 270 degrees
         width, height = height, width
+    from annotator.core.limits import size_problem
+
+    problem = size_problem(int(width), int(height))
+    if problem is not None:  # a project could hold it but never open again
+        raise UserError(f"Image {path}: {problem}.")
     return int(width), int(height)
 
 
@@ -78,6 +87,7 @@ def load_image(path: Path) -> np.ndarray:
     except UserError:
         raise
     except Exception as exc:
+        log.debug("cannot decode %s", path, exc_info=True)
         raise UserError(f"Cannot read image {path}: {_reason(exc)}.") from None
 
 

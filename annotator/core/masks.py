@@ -4,7 +4,9 @@ A mask is an HxW bool array in original-image pixels (row = Y, column = X). A co
 COCO dict `{"size": [H, W], "counts": str}` made by pycocotools (column-major run lengths, LEB128-like
 ASCII). Polygons are lists of flat `[x0, y0, x1, y1, ...]` float lists in pixel coordinates.
 
-pycocotools and cv2 are imported inside the functions that use them.
+pycocotools and cv2 are imported inside the functions that use them. Nothing reaches pycocotools
+unchecked: sizes within `annotator.core.limits`, RLE sizes equal to their image's, counts that
+cover the image exactly, polygons finite and near the image (its C code would crash otherwise).
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+
+from annotator.core.limits import polygon_problem, size_problem
 
 
 def _mask_utils():
@@ -29,29 +33,71 @@ def encode_mask(mask: np.ndarray) -> dict:
     return {"size": [int(rle["size"][0]), int(rle["size"][1])], "counts": rle["counts"].decode()}
 
 
-def decode_rle(rle: dict) -> np.ndarray:
+def decode_rle(rle: dict, shape: tuple[int, int] | None = None) -> np.ndarray:
     """HxW bool mask of a compressed RLE (counts str or bytes).
 
-    Raises ValueError when the counts do not cover exactly H*W pixels (pycocotools would read
-    uninitialised memory for a short string).
+    With `shape` (height, width of its image) the RLE's size must be exactly that. Raises
+    ValueError when the size is not [height, width] within `annotator.core.limits`, or the counts
+    do not cover exactly H*W pixels (pycocotools would write out of its buffer otherwise).
     """
-    counts = rle["counts"]
-    text = counts.decode() if isinstance(counts, bytes) else counts
-    height, width = rle["size"]
-    if not _single_rle_valid(text, int(height) * int(width)):
+    height, width = _checked_size(rle, shape)
+    text = _counts_text(rle)
+    if not _single_rle_valid(text, height * width):
         raise ValueError("compressed RLE counts are corrupt (runs do not cover the image)")
     return _mask_utils().decode({"size": [height, width], "counts": text}).astype(bool)
 
 
 def rle_area(rle: dict) -> int:
-    """Number of foreground pixels of a compressed RLE, without decoding it."""
-    return int(_mask_utils().area(rle))
+    """Number of foreground pixels of a compressed RLE, without decoding it (ValueError as
+    `decode_rle`)."""
+    return int(_mask_utils().area(_checked_rle(rle)))
 
 
 def rle_bbox(rle: dict) -> tuple[float, float, float, float]:
     """COCO [x, y, w, h] pixel extent of a compressed RLE ([0, 0, 0, 0] when empty)."""
-    x, y, w, h = (float(v) for v in _mask_utils().toBbox(rle))
+    x, y, w, h = (float(v) for v in _mask_utils().toBbox(_checked_rle(rle)))
     return (x, y, w, h)
+
+
+def check_size(height, width) -> None:
+    """ValueError (the limits' reason) unless height x width is an image size we may decode."""
+    problem = size_problem(width, height)
+    if problem is not None:
+        raise ValueError(problem.replace("its declared size", "the size"))
+
+
+def _checked_size(rle: dict, shape: tuple[int, int] | None) -> tuple[int, int]:
+    size = rle.get("size") if isinstance(rle, dict) else None
+    if not (isinstance(size, (list, tuple)) and len(size) == 2 and all(map(_is_int, size))):
+        raise ValueError("RLE 'size' must be [height, width]")
+    height, width = int(size[0]), int(size[1])
+    if shape is not None and (height, width) != (int(shape[0]), int(shape[1])):
+        raise ValueError(
+            f"RLE size {height}x{width} does not match the image {shape[0]}x{shape[1]}"
+        )
+    check_size(height, width)
+    return height, width
+
+
+def _counts_text(rle: dict) -> str:
+    counts = rle.get("counts")
+    if isinstance(counts, bytes):
+        try:
+            return counts.decode("ascii")
+        except UnicodeDecodeError:
+            raise ValueError("compressed RLE counts are not ASCII text") from None
+    if not isinstance(counts, str):
+        raise ValueError("compressed RLE 'counts' must be a string")
+    return counts
+
+
+def _checked_rle(rle: dict) -> dict:
+    """`rle` as pycocotools may read it: size within the limits, counts covering the image."""
+    height, width = _checked_size(rle, None)
+    text = _counts_text(rle)
+    if not _single_rle_valid(text, height * width):
+        raise ValueError("compressed RLE counts are corrupt (runs do not cover the image)")
+    return {"size": [height, width], "counts": text}
 
 
 def segmentation_to_rle(segmentation, height: int, width: int) -> dict:
@@ -61,6 +107,7 @@ def segmentation_to_rle(segmentation, height: int, width: int) -> dict:
     ({"size", "counts": list of ints}) or a compressed RLE (counts str or bytes).
     Raises ValueError with a short reason when the segmentation cannot be decoded.
     """
+    check_size(height, width)
     mask_utils = _mask_utils()
     if isinstance(segmentation, dict):
         size, counts = segmentation.get("size"), segmentation.get("counts")
@@ -73,6 +120,10 @@ def segmentation_to_rle(segmentation, height: int, width: int) -> dict:
         if isinstance(counts, list):
             if not all(_is_int(v) and v >= 0 for v in counts):
                 raise ValueError("uncompressed RLE 'counts' must be non-negative integers")
+            if len(counts) > height * width + 1:
+                raise ValueError(
+                    f"uncompressed RLE has {len(counts)} runs, more than the image has pixels"
+                )
             if sum(counts) != height * width:
                 raise ValueError(f"RLE counts sum to {sum(counts)}, not {height}*{width} pixels")
             rle = mask_utils.frPyObjects(segmentation, height, width)
@@ -96,6 +147,9 @@ def segmentation_to_rle(segmentation, height: int, width: int) -> dict:
                 raise ValueError(
                     f"a polygon needs an even number (>= 6) of coordinates, got {len(part)}"
                 )
+        problem = polygon_problem(polygons)
+        if problem is not None:
+            raise ValueError(problem)
         rle = mask_utils.merge(
             mask_utils.frPyObjects([list(map(float, p)) for p in polygons], height, width)
         )
@@ -122,6 +176,18 @@ def rle_strings_valid(counts: list[str], pixels: list[int]) -> np.ndarray:
     valid = np.zeros(n_strings, bool)
     if n_strings == 0:
         return valid
+    total = sum(map(len, counts))
+    if total > _CHARS_PER_BATCH and n_strings > 1:
+        # About 100 bytes of numpy arrays per character: check a big file in batches.
+        batches, start, size = [], 0, 0
+        for index, text in enumerate(counts):
+            size += len(text)
+            if size > _CHARS_PER_BATCH:
+                end = max(index, start + 1)
+                batches.append(rle_strings_valid(counts[start:end], pixels[start:end]))
+                start, size = end, sum(map(len, counts[end : index + 1]))
+        batches.append(rle_strings_valid(counts[start:], pixels[start:]))
+        return np.concatenate(batches)
     try:
         raw = "".join(counts).encode("ascii")
     except UnicodeEncodeError:
@@ -171,6 +237,9 @@ def rle_strings_valid(counts: list[str], pixels: list[int]) -> np.ndarray:
     pixel_sums = np.bincount(string_of_value, weights=runs, minlength=n_strings)
     valid = ~bad & (pixel_sums == np.asarray(pixels, np.float64))
     return valid
+
+
+_CHARS_PER_BATCH = 1 << 22
 
 
 def _single_rle_valid(counts: str, pixels: int) -> bool:

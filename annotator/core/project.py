@@ -76,8 +76,16 @@ class Annotation:
 
 @dataclass(frozen=True)
 class ImageRecord:
-    """One image. file_name: as in the COCO file, relative to the project's image folder (or
-    absolute); width, height: pixels as displayed. extra: foreign keys, written back verbatim."""
+    """One image, known by its id.
+
+    file_name: as read from the COCO file (relative to the project's image folder, or absolute),
+        written back exactly so while it still names `path` (decision 0002); a new image's is
+        relative to the project file.
+    path: where the image is, absolute and normalised (`normalise_path`); "" until the project
+        resolves it (`Project.add_image`). Every lookup goes through `path`, so a Save As into
+        another folder changes no record: the file names are rebased when they are written.
+    width, height: pixels as displayed. extra: foreign keys, written back verbatim.
+    """
 
     id: int
     file_name: str
@@ -85,6 +93,13 @@ class ImageRecord:
     height: int
     done: bool = False
     extra: Mapping = field(default_factory=dict)
+    path: str = ""
+
+
+def normalise_path(path: str | os.PathLike) -> str:
+    """Absolute, with "." and ".." folded and separators unified (symbolic links are kept: the
+    person's folder layout is theirs). `/b/../a/img.png` becomes `/a/img.png`."""
+    return os.path.normpath(os.path.abspath(os.fspath(path)))
 
 
 @dataclass(frozen=True)
@@ -94,6 +109,7 @@ class ProjectEvent:
 
     kind: str
     ids: tuple[int, ...] = ()
+    images: tuple[int, ...] = ()  # "annotations": the images whose annotation lists changed
 
 
 def annotation_from_mask(
@@ -198,6 +214,7 @@ class Project:
                     _relative_name(path, project_path.parent),
                     width,
                     height,
+                    path=normalise_path(path),
                 ),
                 notify=False,
             )
@@ -209,11 +226,21 @@ class Project:
         return base / self.image_root if self.image_root else base
 
     def image_path(self, image: ImageRecord) -> Path:
-        """Where the image file is (absolute, or relative to the current folder when the project
-        has no path yet). Windows separators written by other tools are understood everywhere."""
-        name = image.file_name if os.sep == "\\" else image.file_name.replace("\\", "/")
-        path = Path(name)
-        return path if path.is_absolute() else self.image_folder() / path
+        """Where the image file is: the record's absolute, normalised path."""
+        return Path(image.path) if image.path else Path(self.resolve_file_name(image.file_name))
+
+    def resolve_file_name(self, file_name: str, folder: Path | None = None) -> str:
+        """The normalised absolute path that `file_name` names from `folder` (default: the image
+        folder). Windows separators written by other tools are understood everywhere."""
+        name = file_name if os.sep == "\\" else file_name.replace("\\", "/")
+        return normalise_path(Path(folder or self.image_folder()) / name)
+
+    def resolve_paths(self) -> None:
+        """Give every record its absolute path from its file name (after loading, once the
+        image folder is known); records that have one keep it."""
+        for index, record in enumerate(self.images):
+            if not record.path:
+                self.images[index] = replace(record, path=self.resolve_file_name(record.file_name))
 
     def image(self, image_id: int) -> ImageRecord:
         try:
@@ -316,7 +343,7 @@ class Project:
         ids = self._by_image.setdefault(annotation.image_id, [])
         ids.insert(len(ids) if index is None else index, annotation.id)
         if notify:
-            self.notify(ProjectEvent("annotations", (annotation.id,)))
+            self.notify(ProjectEvent("annotations", (annotation.id,), (annotation.image_id,)))
 
     def annotation_position(self, annotation_id: int) -> int:
         annotation = self.annotation(annotation_id)
@@ -326,7 +353,7 @@ class Project:
         annotation = self._annotations.pop(annotation_id)
         self._by_image[annotation.image_id].remove(annotation_id)
         if notify:
-            self.notify(ProjectEvent("annotations", (annotation_id,)))
+            self.notify(ProjectEvent("annotations", (annotation_id,), (annotation.image_id,)))
         return annotation
 
     def replace_annotation(self, annotation: Annotation, notify=True) -> Annotation:
@@ -371,13 +398,49 @@ class Project:
             self.notify(ProjectEvent("images", (record.id,)))
         return old
 
-    def add_image(self, record: ImageRecord, notify=True) -> None:
+    def add_image(self, record: ImageRecord, notify=True, resolve=True) -> None:
+        """Append `record`; with `resolve`, one without a path gets it from its file name now
+        (loaders pass False and call `resolve_paths` once the image folder is known)."""
         if record.id in self._image_pos:
             raise ValueError(f"image id {record.id} exists already")
+        if resolve and not record.path:
+            record = replace(record, path=self.resolve_file_name(record.file_name))
         self._image_pos[record.id] = len(self.images)
         self.images.append(record)
         if notify:
             self.notify(ProjectEvent("images", (record.id,)))
+
+    def remove_image(self, image_id: int, notify=True) -> tuple[int, ImageRecord]:
+        """Remove an image without annotations (undo of adding it); returns (position, record)."""
+        if self._by_image.get(image_id):
+            raise ValueError(f"image {image_id} still has annotations")
+        index = self._image_pos.pop(image_id)
+        record = self.images.pop(index)
+        self._by_image.pop(image_id, None)
+        for later in self.images[index:]:
+            self._image_pos[later.id] -= 1
+        if notify:
+            self.notify(ProjectEvent("images", (image_id,)))
+        return index, record
+
+    def snapshot(self) -> Project:
+        """A copy that shares the immutable values and copies only the containers (milliseconds
+        for 50,000 annotations): what a background autosave serialises while edits go on."""
+        copy = Project.__new__(Project)
+        copy.path = self.path
+        copy.image_root = self.image_root
+        copy.extra = dict(self.extra)
+        copy.undecodable = list(self.undecodable)
+        copy.unreadable_images = []
+        copy.changes = self.changes
+        copy.images = list(self.images)
+        copy.categories = list(self.categories)
+        copy._image_pos = dict(self._image_pos)
+        copy._categories = dict(self._categories)
+        copy._annotations = dict(self._annotations)
+        copy._by_image = {k: list(v) for k, v in self._by_image.items()}
+        copy._listeners = []
+        return copy
 
 
 def _relative_name(path: Path, base: Path) -> str:
@@ -405,7 +468,11 @@ def find_relinks(project: Project, folder: Path) -> list[ImageRecord]:
                 found[name] = Path(root) / name
     base = project.image_folder()
     return [
-        replace(record, file_name=_relative_name(found[_base_name(record.file_name)], base))
+        replace(
+            record,
+            file_name=_relative_name(found[_base_name(record.file_name)], base),
+            path=normalise_path(found[_base_name(record.file_name)]),
+        )
         for record in missing
         if _base_name(record.file_name) in found
     ]

@@ -8,10 +8,12 @@ exist. A file that is not JSON, or not a COCO object at all, raises UserError.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
 from annotator.core.coco import OUR_KEY, guess_image_root, read_document
+from annotator.core.limits import _short, id_problem, path_problem, size_problem
 from annotator.core.project import ImageRecord, Project
 from annotator.errors import UserError
 
@@ -33,18 +35,22 @@ def validate_project(path: Path, check_image_files: bool = True) -> list[Problem
     document = read_document(path)
     for key in ("images", "categories", "annotations"):
         if key in document and not isinstance(document[key], list):
-            raise UserError(
-                f'{path.name}: "{key}" must be a list, found {type(document[key]).__name__}.'
-            )
+            raise UserError(f'{path.name}: "{key}" must be a list, found {_kind(document[key])}.')
     if "images" not in document:
         raise UserError(f'{path.name} is not a COCO file: it has no "images" list.')
     problems: list[Problem] = []
-    images = _check_images(document["images"], problems)
+    images, unsized = _check_images(document["images"], problems)
     categories = _check_categories(document.get("categories", []), problems)
-    _check_annotations(document.get("annotations", []), images, categories, problems)
+    _check_annotations(document.get("annotations", []), images, unsized, categories, problems)
     if check_image_files:
         _check_image_files(path, document, images, problems)
     return problems
+
+
+def _kind(value) -> str:
+    return {dict: "an object", list: "a list", str: "text", type(None): "null"}.get(
+        type(value), f"a {type(value).__name__}"
+    )
 
 
 def _is_int(value) -> bool:
@@ -61,11 +67,14 @@ def _check_ids(entries: list, kind: str, problems: list[Problem]) -> dict[int, t
     for index, entry in enumerate(entries):
         where = f"{kind}[{index}]"
         if not isinstance(entry, dict):
-            problems.append(Problem(where, f"is a {type(entry).__name__}, not an object"))
+            problems.append(Problem(where, f"is {_kind(entry)}, not an object"))
             continue
         entry_id = entry.get("id")
         if not _is_int(entry_id):
-            problems.append(Problem(where, f'has no integer "id" (found {entry_id!r})'))
+            problems.append(Problem(where, f'has no integer "id" (found {_short(entry_id)})'))
+            continue
+        if id_problem(entry_id):
+            problems.append(Problem(where, f'"id" {id_problem(entry_id)}'))
             continue
         if entry_id in seen:
             problems.append(
@@ -78,22 +87,29 @@ def _check_ids(entries: list, kind: str, problems: list[Problem]) -> dict[int, t
     return seen
 
 
-def _check_images(entries: list, problems: list[Problem]) -> dict[int, tuple[int, dict]]:
+def _check_images(
+    entries: list, problems: list[Problem]
+) -> tuple[dict[int, tuple[int, dict]], set[int]]:
+    """The well-formed images with a usable size, and the ids of those without one (their masks
+    cannot be checked, nor decoded safely)."""
     images = _check_ids(entries, "images", problems)
+    unsized: set[int] = set()
     for image_id, (index, entry) in list(images.items()):
         where = f"images[{index}] (id {image_id})"
-        if not isinstance(entry.get("file_name"), str) or not entry["file_name"]:
+        file_name = entry.get("file_name")
+        if not isinstance(file_name, str) or not file_name:
             problems.append(Problem(where, 'has no "file_name"'))
-        width, height = entry.get("width"), entry.get("height")
-        if not (_is_int(width) and _is_int(height) and width > 0 and height > 0):
-            problems.append(
-                Problem(
-                    where,
-                    f"width and height must be positive integers (found {width!r}, {height!r})",
-                )
-            )
-            del images[image_id]  # its masks cannot be checked against a size
-    return images
+        elif path_problem(file_name):
+            problems.append(Problem(where, f'its "file_name" {path_problem(file_name)}'))
+            entry = dict(entry, file_name=None)  # not a path: not looked for on disk
+            images[image_id] = (index, entry)
+        problem = size_problem(entry.get("width"), entry.get("height"))
+        if problem is not None:
+            name = f" {_short(file_name)}" if isinstance(file_name, str) else ""
+            problems.append(Problem(f"{where}{name}", problem))
+            del images[image_id]
+            unsized.add(image_id)
+    return images, unsized
 
 
 def _check_categories(entries: list, problems: list[Problem]) -> dict[int, tuple[int, dict]]:
@@ -107,7 +123,7 @@ def _check_categories(entries: list, problems: list[Problem]) -> dict[int, tuple
 
 
 def _check_annotations(
-    entries: list, images: dict, categories: dict, problems: list[Problem]
+    entries: list, images: dict, unsized: set[int], categories: dict, problems: list[Problem]
 ) -> None:
     from annotator.core.masks import rle_strings_valid, segmentation_to_rle
 
@@ -118,14 +134,17 @@ def _check_annotations(
         image_id, category_id = entry.get("image_id"), entry.get("category_id")
         if not _is_int(category_id) or category_id not in categories:
             problems.append(
-                Problem(where, f"refers to category {category_id!r}, which does not exist")
+                Problem(where, f"refers to category {_short(category_id)}, which does not exist")
             )
-        if entry.get("iscrowd", 0) not in (0, 1) or isinstance(entry.get("iscrowd"), bool):
-            problems.append(
-                Problem(where, f'"iscrowd" must be 0 or 1 (found {entry.get("iscrowd")!r})')
-            )
+        iscrowd = entry.get("iscrowd", 0)
+        if type(iscrowd) is not int or iscrowd not in (0, 1):
+            problems.append(Problem(where, f'"iscrowd" must be 0 or 1 (found {_short(iscrowd)})'))
+        if _is_int(image_id) and image_id in unsized:
+            continue  # the image's size is reported; its masks cannot be checked against it
         if not _is_int(image_id) or image_id not in images:
-            problems.append(Problem(where, f"refers to image {image_id!r}, which does not exist"))
+            problems.append(
+                Problem(where, f"refers to image {_short(image_id)}, which does not exist")
+            )
             continue
         image = images[image_id][1]
         width, height = image["width"], image["height"]
@@ -139,7 +158,8 @@ def _check_annotations(
             if size != [height, width]:
                 problems.append(
                     Problem(
-                        where, f"mask size {size!r} is out of bounds of the image {height}x{width}"
+                        where,
+                        f"mask size {_short(size)} is out of bounds of the image {height}x{width}",
                     )
                 )
             else:
@@ -165,9 +185,15 @@ def _check_box_and_area(
 ) -> None:
     bbox = entry.get("bbox")
     if bbox is not None:
-        if not (isinstance(bbox, list) and len(bbox) == 4 and all(_is_number(v) for v in bbox)):
+        if not (
+            isinstance(bbox, list)
+            and len(bbox) == 4
+            and all(_is_number(v) and math.isfinite(v) for v in bbox)
+        ):
             problems.append(
-                Problem(where, f'"bbox" must be 4 numbers [x, y, w, h] (found {bbox!r})')
+                Problem(
+                    where, f'"bbox" must be 4 finite numbers [x, y, w, h] (found {_short(bbox)})'
+                )
             )
         else:
             x, y, w, h = bbox
@@ -183,14 +209,22 @@ def _check_box_and_area(
                     Problem(where, f"bbox {bbox} is out of bounds of the image {width}x{height}")
                 )
     area = entry.get("area")
-    if area is not None and (not _is_number(area) or area < 0):
-        problems.append(Problem(where, f'"area" must be a non-negative number (found {area!r})'))
+    if area is not None and (not _is_number(area) or not math.isfinite(area) or area < 0):
+        problems.append(
+            Problem(where, f'"area" must be a non-negative number (found {_short(area)})')
+        )
 
 
 def _check_polygon_bounds(
     polygons: list, width: int, height: int, where: str, problems: list[Problem]
 ) -> None:
-    values = [v for part in polygons if isinstance(part, list) for v in part if _is_number(v)]
+    values = [
+        v
+        for part in polygons
+        if isinstance(part, list)
+        for v in part
+        if _is_number(v) and math.isfinite(v)
+    ]
     xs, ys = values[0::2], values[1::2]
     if xs and (min(xs) < -0.5 or max(xs) > width + 0.5 or min(ys) < -0.5 or max(ys) > height + 0.5):
         problems.append(
@@ -212,7 +246,18 @@ def _check_image_files(path: Path, document: dict, images: dict, problems: list[
     for image_id, record in records.items():
         where = f"images[{images[image_id][0]}] (id {image_id})"
         file = project.image_path(record)
-        if not file.is_file():
+        try:
+            exists = file.is_file()
+        except (OSError, ValueError) as exc:  # e.g. a name too long for this file system
+            problems.append(
+                Problem(
+                    where,
+                    f"image file {_short(record.file_name)} cannot be "
+                    f"looked up: {getattr(exc, 'strerror', None) or exc}",
+                )
+            )
+            continue
+        if not exists:
             problems.append(Problem(where, f"image file {record.file_name} is missing"))
             continue
         try:

@@ -109,7 +109,10 @@ class AutoMaskSettings:
 class Proposal:
     """One automatically generated mask, as one record of `SamAutomaticMaskGenerator.generate`.
 
-    mask: HxW bool at the original image size.
+    mask: HxW bool at the original image size, decoded from `rle` (segment_anything's
+      uncompressed RLE) each time it is read: a list of proposals holds run lengths, not a full
+      mask each (100 proposals of a 12-MP image would be 1.2 GB), and callers pack or encode
+      them one at a time.
     predicted_iou: the decoder's own quality estimate (filtered by pred_iou_thresh).
     stability_score: IoU of the mask thresholded at +-stability_score_offset around the cutoff.
     bbox: (x, y, w, h) in original-image pixels, as segment_anything reports it (x + w is the
@@ -118,7 +121,7 @@ class Proposal:
     crop_box: (x, y, w, h) of the image crop the mask was generated in.
     """
 
-    mask: np.ndarray
+    rle: dict
     predicted_iou: float
     stability_score: float
     bbox: tuple[float, float, float, float]
@@ -126,9 +129,13 @@ class Proposal:
     crop_box: tuple[int, int, int, int]
 
     @property
+    def mask(self) -> np.ndarray:
+        return _rle_to_mask(self.rle)
+
+    @property
     def area(self) -> int:
-        """Pixels in the mask."""
-        return int(np.count_nonzero(self.mask))
+        """Pixels in the mask (the sum of the RLE's odd runs)."""
+        return int(sum(self.rle["counts"][1::2]))
 
 
 def count_steps(image_size: tuple[int, int], settings: AutoMaskSettings) -> int:
@@ -235,7 +242,7 @@ def _generator_class():
                 )
             return [
                 Proposal(
-                    mask=_rle_to_mask(rle),
+                    rle=rle,
                     predicted_iou=float(data["iou_preds"][i]),
                     stability_score=float(data["stability_score"][i]),
                     bbox=tuple(float(v) for v in box_xyxy_to_xywh(data["boxes"][i]).tolist()),

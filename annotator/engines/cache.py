@@ -13,6 +13,7 @@ read or does not describe the image asked for is deleted and reported as a miss,
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import time
 from pathlib import Path
@@ -21,6 +22,8 @@ import numpy as np
 
 from annotator.core.atomic import atomic_writer
 from annotator.engines.base import Embedding
+
+logger = logging.getLogger(__name__)
 
 # Bump when the pixels -> model-input preprocessing changes for every engine: old entries then
 # stop matching (and age out by LRU).
@@ -71,6 +74,7 @@ class EmbeddingCache:
         except FileNotFoundError:
             return None
         except Exception:  # truncated, not an npz, missing fields: not ours any more
+            logger.warning("Dropping the unreadable cache entry %s", path, exc_info=True)
             _remove(path)
             return None
         if embedding.fingerprint != fingerprint or (
@@ -101,6 +105,7 @@ class EmbeddingCache:
             self.root.mkdir(parents=True, exist_ok=True)
             _write_entry(path, embedding)
         except OSError:
+            logger.warning("Could not write the cache entry %s", path, exc_info=True)
             return None
         self.evict()
         return path if path.exists() else None
@@ -115,6 +120,7 @@ class EmbeddingCache:
         try:
             scan = list(os.scandir(self.root))
         except OSError:
+            logger.debug("Cannot list the cache folder %s", self.root, exc_info=True)
             return 0
         for item in scan:
             try:
@@ -198,4 +204,4 @@ def _remove(path: Path) -> None:
     try:
         path.unlink()
     except OSError:  # already gone (another process), or held open on Windows
-        pass
+        logger.debug("Could not remove %s", path, exc_info=True)

@@ -21,9 +21,12 @@ On CUDA and MPS (1) and (3) are applied; their Linear is already fast.
 from __future__ import annotations
 
 import json
+import logging
 import platform
 import time
 from pathlib import Path
+
+logger = logging.getLogger(__name__)
 
 # Rows of the attention matrix (queries) handled at once: bounds the bias chunk to
 # heads x 512 x tokens floats (vit_b global block: 12 x 512 x 4096 x 4 B = 100 MB).
@@ -302,6 +305,7 @@ def _read_choices(path: Path) -> dict:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
+        logger.debug("No usable Linear-backend choices in %s", path, exc_info=True)
         return {}
 
 
@@ -313,7 +317,7 @@ def _write_choices(path: Path, choices: dict) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(path, json.dumps(choices, indent=1, sort_keys=True).encode())
     except OSError:
-        pass
+        logger.warning("Could not save the Linear-backend choice to %s", path, exc_info=True)
 
 
 def choose_linear_backend(image_encoder, device: str = "cpu") -> str:

@@ -21,6 +21,7 @@ user's cache folder; a file that is missing, corrupt or written by another versi
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 import threading
@@ -31,6 +32,8 @@ import numpy as np
 
 from annotator.core.atomic import atomic_write_bytes
 from annotator.engines.base import Embedding, Prediction, Prompts
+
+logger = logging.getLogger(__name__)
 
 # Bump when the graph's inputs, outputs or semantics change: older files are then re-exported.
 DECODER_FORMAT = "annotator-sam-decoder-v3"
@@ -323,7 +326,7 @@ class OnnxMaskDecoder:
                 decoder.check_against(sam_model)
                 return decoder
             except Exception:  # corrupt, foreign or wrong: export again below
-                pass
+                logger.warning("Exporting the ONNX decoder again over %s", path, exc_info=True)
         export_decoder(sam_model, path, fingerprint)
         decoder = cls(path, fingerprint)
         decoder.check_against(sam_model)

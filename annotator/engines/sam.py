@@ -14,6 +14,7 @@ this module sets it (`os.environ.setdefault`) for processes that import it befor
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import re
 import threading
@@ -26,6 +27,8 @@ import numpy as np
 
 from annotator.engines.base import Embedding, Prediction, Prompts
 from annotator.errors import UserError
+
+logger = logging.getLogger(__name__)
 
 os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
 
@@ -134,6 +137,7 @@ def _read_state_dict(path: Path, *, mmap: bool) -> dict[str, Any]:
     except MemoryError:
         raise
     except Exception as exc:  # torch reports damage with many exception types
+        logger.warning("torch.load failed on %s", path, exc_info=True)
         raise UserError(f"{name} is truncated or not a PyTorch file.") from exc
 
     if isinstance(loaded, dict):
@@ -377,6 +381,7 @@ def _model_from_state_dict(state_dict, architecture: SamArchitecture, name: str)
     try:
         sam.load_state_dict(state_dict, strict=True, assign=True)
     except RuntimeError as exc:
+        logger.warning("load_state_dict refused %s", name, exc_info=True)
         first = str(exc).strip().splitlines()
         detail = first[1].strip() if len(first) > 1 else first[0] if first else ""
         raise UserError(
@@ -527,6 +532,11 @@ class SamEngine:
                 self.model, self.weights_fingerprint, paths.cache_dir() / "decoders"
             )
         except Exception as exc:  # any failure: the torch decoder gives the same answers
+            logger.warning(
+                "The ONNX mask decoder could not be used%s",
+                "" if decoder == "onnx" else "; falling back to the torch decoder",
+                exc_info=True,
+            )
             if decoder == "onnx":
                 reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
                 raise UserError(f"The ONNX mask decoder could not be used: {reason}") from exc

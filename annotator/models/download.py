@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import http.client
+import logging
 import os
 import ssl
 import threading
@@ -36,6 +37,8 @@ from pathlib import Path
 from annotator import __version__
 from annotator.errors import UserError
 from annotator.models.registry import CheckpointInfo, format_bytes
+
+logger = logging.getLogger(__name__)
 
 #: Environment variable that replaces the official URL base (a mirror, or a test server).
 BASE_URL_ENV = "ANNOTATOR_MODEL_BASE_URL"
@@ -153,6 +156,8 @@ def _fetch_into(
         offset = 0
     if offset == expected_size:
         return
+    if offset:
+        logger.info("Resuming %s at byte %d of %d", url, offset, expected_size)
     try:
         response = _open(url, offset, timeout)
     except _RangeRefused:
@@ -186,6 +191,7 @@ def _open(url: str, offset: int, timeout: float):
     try:
         return opener.open(request, timeout=timeout)
     except urllib.error.HTTPError as exc:
+        logger.warning("HTTP %s for %s (from byte %d)", exc.code, url, offset, exc_info=True)
         if exc.code == 416 and offset:  # the server's file is shorter than our part
             exc.close()
             raise _RangeRefused() from None
@@ -195,8 +201,10 @@ def _open(url: str, offset: int, timeout: float):
             "check the address (or $ANNOTATOR_MODEL_BASE_URL) and try again later."
         ) from None
     except urllib.error.URLError as exc:
+        logger.warning("Could not open %s", url, exc_info=True)
         raise UserError(_network_message(url, exc.reason)) from None
     except (TimeoutError, OSError) as exc:
+        logger.warning("Could not open %s", url, exc_info=True)
         raise UserError(_network_message(url, exc)) from None
 
 
@@ -226,6 +234,7 @@ def _resume_offset(response, offset: int, part: Path, url: str) -> int:
         return offset
     if offset:
         # 200 to a range request: the server sends the whole file, so the part starts over.
+        logger.warning("%s ignored the range request: downloading again from zero", url)
         part.write_bytes(b"")
     return 0
 
@@ -278,6 +287,7 @@ def _copy_body(
                 if progress is not None and meter.due(done, expected_size):
                     progress(done, expected_size, meter.speed, meter.eta(done, expected_size))
         except (OSError, http.client.HTTPException) as exc:  # reset, timeout, IncompleteRead
+            logger.warning("The transfer of %s stopped at byte %d", url, done, exc_info=True)
             stopped = exc
         finally:
             f.flush()

@@ -25,52 +25,15 @@ PROJECT_NAME = "annotations.json"
 
 
 def samples_folder() -> Path:
-    from importlib.resources import files
+    from annotator.paths import samples_folder
 
-    return Path(str(files("annotator.resources") / "samples"))
+    return samples_folder()
 
 
 def samples_project_path() -> Path:
     from annotator import paths
 
     return paths.data_dir() / "samples-project" / PROJECT_NAME
-
-
-def open_project(path: Path | None):
-    """(Project, messages for the person) for a folder, an image, a project file, or None."""
-    from annotator.core.coco import load_project, open_folder
-    from annotator.core.images import is_image_file, list_images
-    from annotator.core.project import Project
-
-    messages: list[str] = []
-    if path is None:
-        project_path = samples_project_path()
-        if project_path.is_file():
-            project, report = load_project(project_path)
-            return project, report.messages()
-        project_path.parent.mkdir(parents=True, exist_ok=True)
-        project = Project.from_images(list_images(samples_folder()), project_path)
-        return project, list(project.unreadable_images)
-    path = Path(path).expanduser().absolute()
-    if not path.exists():
-        raise UserError(f"{path} does not exist.")
-    if path.is_dir():
-        project, report = open_folder(path, PROJECT_NAME)
-        if not project.images:
-            messages.append(f"{path} has no images.")
-        return project, messages + report.messages()
-    if path.suffix.lower() == ".json":
-        project, report = load_project(path)
-        return project, report.messages()
-    if is_image_file(path):
-        existing = path.parent / PROJECT_NAME
-        if existing.is_file():
-            project, report = load_project(existing)
-            if any(project.image_path(r).resolve() == path.resolve() for r in project.images):
-                return project, report.messages()
-        project = Project.from_images([path], path.parent / PROJECT_NAME)
-        return project, list(project.unreadable_images)
-    raise UserError(f"{path.name} is neither a folder, an image nor a project .json file.")
 
 
 def _apply_style(app) -> None:
@@ -144,7 +107,8 @@ def run_app(args) -> int:
     app.setWindowIcon(app_icon())
     settings = Settings()
     path = Path(args.path) if getattr(args, "path", None) else None
-    project, messages = open_project(path)
+    if path is not None and not path.expanduser().exists():
+        raise UserError(f"{path.expanduser().absolute()} does not exist.")
     needs_model = not getattr(args, "checkpoint", None) and not settings.checkpoint
     if needs_model:
         needs_model = not _found_checkpoint(settings)
@@ -153,7 +117,7 @@ def run_app(args) -> int:
         settings.checkpoint = str(Path(args.checkpoint).expanduser().absolute())
     if getattr(args, "device", "auto") not in (None, "auto"):
         settings.device = args.device
-    window = MainWindow(project, spec, settings)
+    window = MainWindow(None, spec, settings)
     from annotator.qt.crash import install_excepthook
 
     # An unexpected error autosaves first, then shows a copyable report; the app keeps running.
@@ -165,14 +129,10 @@ def run_app(args) -> int:
         and not os.environ.get("ANNOTATOR_BENCH_SHOWN")
     ):
         QTimer.singleShot(0, lambda: _first_run_dialog(window, settings))
+    # The project is read on a thread behind a busy bar (a big one takes seconds), then shown,
+    # with its notes and any unsaved work to restore.
+    window.files.open_in_background(path)
     QTimer.singleShot(0, window.start_inference)
-    QTimer.singleShot(0, window.offer_autosave)
-    if messages:
-        from PySide6.QtWidgets import QMessageBox
-
-        QTimer.singleShot(
-            0, lambda: QMessageBox.information(window, "Opened with notes", "\n\n".join(messages))
-        )
     if os.environ.get("ANNOTATOR_BENCH_SHOWN"):  # bench/bench_gui.py: time to a visible window
         QTimer.singleShot(0, lambda: _report_shown(window))
     try:
@@ -211,4 +171,12 @@ def _report_shown(window) -> None:
 
     window.repaint()  # the first frame is painted synchronously before we report it
     print(f"annotator-shown torch={'torch' in sys.modules}", flush=True)
-    QTimer.singleShot(200, window.close)
+
+    def close_when_opened() -> None:  # the project prints "annotator-opened" when it is shown
+        if window.files.opening is not None:
+            QTimer.singleShot(50, close_when_opened)
+            return
+        window._closing = True  # no "unsaved changes?" question in a bench
+        window.close()
+
+    QTimer.singleShot(200, close_when_opened)

@@ -4,7 +4,8 @@ Peers lost unsaved labels when a bug killed the process. `install_excepthook` re
 `sys.excepthook` (which PySide6 calls for exceptions escaping slots and event handlers) and
 `threading.excepthook`. For each unhandled exception it:
 
-1. prints the traceback to stderr (logs keep it even if everything else fails);
+1. logs the traceback (the "annotator" log file) and prints it to stderr, so it is kept even if
+   everything else fails;
 2. calls the autosave callback, guarded: a failing autosave is reported, not raised;
 3. writes the report to `data_dir()/crash-reports/` and shows a dialog with the error, the
    report (traceback, versions, platform) and a "Copy report" button;
@@ -19,6 +20,7 @@ same error repeating (a paint event failing every frame) shows the dialog once.
 from __future__ import annotations
 
 import datetime as _dt
+import logging
 import platform
 import sys
 import threading
@@ -39,6 +41,8 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
     QWidget,
 )
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -167,6 +171,11 @@ class CrashHandler(QObject):
             self._previous_hook(exc_type, exc, tb)
             return
         try:
+            logger.error(
+                "Unhandled exception in thread %s",
+                threading.current_thread().name,
+                exc_info=(exc_type, exc, tb),
+            )
             report = build_report(exc_type, exc, tb)
             _stderr(report.text)
             if self._on_gui_thread():
@@ -201,6 +210,7 @@ class CrashHandler(QObject):
             self._seen.add(report.signature)
             self._show_dialog(report, note)
         except Exception:
+            logger.exception("The crash dialog failed")
             _stderr("annotator: the crash dialog failed:\n" + traceback.format_exc())
         finally:
             self._handling = False
@@ -209,6 +219,7 @@ class CrashHandler(QObject):
         try:
             self._autosave()
         except Exception as exc:
+            logger.exception("The autosave after a crash failed")
             _stderr("annotator: autosave failed:\n" + traceback.format_exc())
             return f"The autosave failed too ({type(exc).__name__}: {exc}); save now if you can."
         return "Your work was autosaved first."
@@ -226,12 +237,14 @@ class CrashHandler(QObject):
             path.write_text(report.text, encoding="utf-8")
             return path
         except Exception:
+            logger.warning("Could not write the crash report", exc_info=True)
             return None
 
     def _show_dialog(self, report: CrashReport, note: str) -> None:
         try:
             parent = self._parent_getter()
         except Exception:
+            logger.warning("No window to show the crash dialog on", exc_info=True)
             parent = None
         dialog = CrashDialog(report, note, parent)
         dialog.exec()

@@ -1,15 +1,19 @@
 """File menu dialogs around the Qt-free core: Export… and Relink Images….
 
 Export decodes every mask (about 2 ms each), so it runs on a background thread behind a modal
-progress dialog: the window keeps painting, and the project cannot change while it is read.
+progress dialog (`ExportProgress`): the window keeps painting, and the project cannot change while
+it is read. The dialog shows the images done and has Cancel (the export stops before the next
+image); it closes when the export ends, however it ends: an unexpected exception is logged
+(logger "annotator") and shown as one sentence like any UserError.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 from pathlib import Path
 
-from PySide6.QtCore import QCoreApplication, QEventLoop, QObject, Qt, Signal
+from PySide6.QtCore import QEventLoop, Qt, Signal
 from PySide6.QtWidgets import (
     QComboBox,
     QDialog,
@@ -17,10 +21,12 @@ from PySide6.QtWidgets import (
     QFileDialog,
     QFormLayout,
     QHBoxLayout,
+    QLabel,
     QLineEdit,
     QMessageBox,
-    QProgressDialog,
+    QProgressBar,
     QPushButton,
+    QVBoxLayout,
     QWidget,
 )
 
@@ -96,37 +102,103 @@ class ExportDialog(QDialog):
         self.accept()
 
 
-class _ExportRunner(QObject):
-    finished = Signal(object)  # ExportReport or UserError
+class ExportProgress(QDialog):
+    """The window-modal dialog of one export running on a thread: a bar of the images done and
+    Cancel. `finished(result)` (ExportReport or UserError) comes once, on the GUI thread, after
+    which the dialog is closed and `result` is set. Esc and the close button cancel too; the
+    dialog stays until the thread has stopped, so the project is never edited while read."""
 
-    def start(self, project: Project, fmt: str, dest: Path) -> None:
-        def work() -> None:
-            from annotator.core.export import export_project
+    finished = Signal(object)
+    _progressed = Signal(int, int)
+    _ended = Signal(object)
 
-            try:
-                result = export_project(project, fmt, dest)
-            except UserError as exc:
-                result = exc
-            self.finished.emit(result)
+    def __init__(self, parent: QWidget | None, project: Project, fmt: str, dest: Path) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Export")
+        self.setWindowModality(Qt.WindowModality.WindowModal)
+        self.label = QLabel(f"Exporting as {fmt}…", self)
+        self.bar = QProgressBar(self)
+        self.bar.setRange(0, 0)  # busy until the first image is done
+        self.cancel_button = QPushButton("Cancel", self)
+        self.cancel_button.clicked.connect(self.cancel)
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.label)
+        layout.addWidget(self.bar)
+        layout.addWidget(self.cancel_button, 0, Qt.AlignmentFlag.AlignRight)
+        self.setMinimumWidth(360)
+        self.result = None
+        self._job = (project, fmt, Path(dest))
+        self._cancelled = threading.Event()
+        self._progressed.connect(self._on_progress, Qt.ConnectionType.QueuedConnection)
+        self._ended.connect(self._on_ended, Qt.ConnectionType.QueuedConnection)
 
-        threading.Thread(target=work, name="annotator-export", daemon=True).start()
+    def start(self) -> None:
+        """Show the dialog (window-modal, without blocking) and start the export thread."""
+        self.open()
+        threading.Thread(target=self._work, name="annotator-export", daemon=True).start()
+
+    def cancel(self) -> None:
+        if self.result is None and not self._cancelled.is_set():
+            self._cancelled.set()
+            self.cancel_button.setEnabled(False)
+            self.label.setText("Cancelling after the current image…")
+
+    def reject(self) -> None:  # Esc
+        self.cancel()
+
+    def closeEvent(self, event) -> None:
+        if self.result is None:
+            event.ignore()
+            self.cancel()
+        else:
+            super().closeEvent(event)
+
+    def _work(self) -> None:
+        from annotator.core.export import export_project
+
+        project, fmt, dest = self._job
+        try:
+            result = export_project(
+                project,
+                fmt,
+                dest,
+                progress=self._progressed.emit,
+                cancelled=self._cancelled.is_set,
+            )
+        except UserError as exc:
+            result = exc
+        except BaseException as exc:  # a bug: log it, and still end the dialog with a sentence
+            logging.getLogger("annotator").exception("Export as %s to %s failed", fmt, dest)
+            detail = " ".join(str(exc).split())[:200]
+            result = UserError(
+                f"The export failed unexpectedly ({type(exc).__name__}"
+                f"{': ' + detail if detail else ''})."
+            )
+        self._ended.emit(result)
+
+    def _on_progress(self, done: int, total: int) -> None:
+        self.bar.setRange(0, max(total, 1))
+        self.bar.setValue(done)
+        if not self._cancelled.is_set():
+            self.label.setText(f"Exporting as {self._job[1]}: {done} of {total} image(s)…")
+
+    def _on_ended(self, result) -> None:
+        self.result = result
+        self.done(QDialog.DialogCode.Accepted)
+        self.finished.emit(result)
 
 
 def export_with_progress(parent: QWidget, project: Project, fmt: str, dest: Path):
-    """Export on a thread behind a modal busy dialog; returns the ExportReport or raises UserError."""
-    progress = QProgressDialog(f"Exporting as {fmt}…", None, 0, 0, parent)
-    progress.setWindowTitle("Export")
-    progress.setWindowModality(Qt.WindowModality.WindowModal)
-    progress.setMinimumDuration(0)
-    runner = _ExportRunner()
-    outcome: list[object] = []
-    runner.finished.connect(outcome.append, Qt.ConnectionType.QueuedConnection)
-    runner.finished.connect(progress.close, Qt.ConnectionType.QueuedConnection)
-    runner.start(project, fmt, dest)
-    progress.exec()
-    while not outcome:  # closed by hand (Esc) before the thread was done: wait for it
-        QCoreApplication.processEvents(QEventLoop.ProcessEventsFlag.WaitForMoreEvents)
-    result = outcome[0]
+    """Export on a thread behind `ExportProgress`; returns the ExportReport or raises UserError
+    (ExportCancelled when the person cancelled)."""
+    dialog = ExportProgress(parent, project, fmt, dest)
+    loop = QEventLoop()
+    dialog.finished.connect(loop.quit)
+    dialog.start()
+    if dialog.result is None:
+        loop.exec()
+    result = dialog.result
+    dialog.deleteLater()
     if isinstance(result, UserError):
         raise result
     return result
@@ -137,8 +209,13 @@ def run_export(parent: QWidget, project: Project) -> None:
     dialog = ExportDialog(project, parent)
     if not dialog.exec():
         return
+    from annotator.core.export import ExportCancelled
+
     try:
         report = export_with_progress(parent, project, dialog.fmt(), dialog.dest())
+    except ExportCancelled as exc:
+        QMessageBox.information(parent, "Export cancelled", str(exc))
+        return
     except UserError as exc:
         QMessageBox.critical(parent, "Not exported", str(exc))
         return

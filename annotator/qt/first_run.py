@@ -11,6 +11,7 @@ file so "Download" resumes it.
 
 from __future__ import annotations
 
+import logging
 import threading
 from pathlib import Path
 
@@ -73,6 +74,7 @@ class DownloadWorker(QObject):
         except UserError as exc:
             self.failed.emit(str(exc))
         except Exception as exc:  # a bug: still tell the person, never leave the dialog hanging
+            logging.getLogger(__name__).exception("the download failed unexpectedly")
             self.failed.emit(f"The download failed unexpectedly ({type(exc).__name__}: {exc}).")
         else:
             self.finished.emit(str(path))

@@ -22,6 +22,8 @@ event on navigation, on a model change and on shutdown, and drops the job's resu
 
 from __future__ import annotations
 
+import logging
+import sys
 import threading
 import time
 from collections import OrderedDict
@@ -32,8 +34,12 @@ from enum import Enum
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
 from annotator.engines.base import Embedding, Prediction, Prompts, Segmenter
+from annotator.errors import UserError
 
 CLASSIC_NAME = "Classic (GrabCut, no model)"
+
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -126,9 +132,20 @@ class Decoded:
 
 @dataclass(frozen=True)
 class Failure:
+    """A job that failed. exc_info: (type, value, traceback) when the failure was not a
+    UserError (a bug or a broken install): the window sends it to the crash report."""
+
     generation: int
     key: str
     message: str
+    exc_info: tuple | None = None
+
+
+def _failure(generation: int, key: str, exc: Exception) -> Failure:
+    if isinstance(exc, UserError):
+        return Failure(generation, key, str(exc))
+    log.error("worker job failed", exc_info=exc)
+    return Failure(generation, key, str(exc) or type(exc).__name__, sys.exc_info())
 
 
 class EmbeddingState(Enum):
@@ -280,6 +297,7 @@ class InferenceWorker(QObject):
             if self._cache is None and self._cache_factory is not None:
                 self._cache = self._cache_factory()
         except Exception as exc:  # UserError or a broken install: the window shows the sentence
+            log.warning("Loading %s failed", spec, exc_info=True)
             self.engine_failed.emit(str(exc))
             return
         self.engine = engine
@@ -317,7 +335,7 @@ class InferenceWorker(QObject):
         try:
             _, hit = self._embedding_for(job.key, job.path)
         except Exception as exc:
-            self.failed.emit(Failure(job.generation, job.key, str(exc)))
+            self.failed.emit(_failure(job.generation, job.key, exc))
             return
         self.encoded.emit(Encoded(job.generation, job.key, hit, time.perf_counter() - start))
 
@@ -331,7 +349,7 @@ class InferenceWorker(QObject):
             embedding, _ = self._embedding_for(job.key, job.key)
             prediction = self.engine.decode(embedding, job.prompts)
         except Exception as exc:
-            self.failed.emit(Failure(job.generation, job.key, str(exc)))
+            self.failed.emit(_failure(job.generation, job.key, exc))
             return
         self.decoded.emit(
             Decoded(job.generation, job.key, job.revision, prediction, time.perf_counter() - start)
@@ -343,8 +361,8 @@ class InferenceWorker(QObject):
         The embedding is passed whatever the crop layers: with crop_n_layers == 0 the image
         encoder does not run at all; with crops it still serves the full-image crop.
         """
+        from annotator.core.proposals import CompactProposal
         from annotator.engines.automatic import Cancelled, generate_proposals
-        from annotator.qt.proposals import CompactProposal
 
         def finish(**result) -> None:
             self.auto_finished.emit(AutoMasked(job.generation, job.key, job.serial, **result))
@@ -371,7 +389,7 @@ class InferenceWorker(QObject):
                 cancelled=job.cancel.is_set,
             )
             compact = []
-            while proposals:  # full-size masks leave memory one by one as they are packed
+            while proposals:  # one full-size mask at a time: decoded, packed, dropped
                 proposal = proposals.pop(0)
                 packed = CompactProposal.from_mask(
                     proposal.mask, proposal.predicted_iou, proposal.stability_score
@@ -382,6 +400,7 @@ class InferenceWorker(QObject):
             finish(cancelled=True)
             return
         except Exception as exc:
+            log.warning("Segment everything failed", exc_info=True)
             finish(message=str(exc))
             return
         finish(proposals=tuple(compact), seconds=time.perf_counter() - start)
@@ -390,6 +409,7 @@ class InferenceWorker(QObject):
         try:
             self._embedding_for(path, path)
         except Exception:
+            log.info("Prefetching %s failed", path, exc_info=True)
             return  # a broken neighbour is reported when the user opens it
         self.prefetched.emit(path)
 
@@ -406,6 +426,7 @@ class InferenceController(QObject):
     state_changed = Signal(object, str)  # EmbeddingState, detail for the status bar
     prediction_ready = Signal(int, object)  # revision, Prediction (current image only)
     error = Signal(str)
+    crashed = Signal(object)  # exc_info of an unexpected worker failure
     auto_progress = Signal(int, int)  # done, total of the running segment-everything job
     auto_finished = Signal(object)  # AutoMasked of the running job (current image only)
 
@@ -565,6 +586,8 @@ class InferenceController(QObject):
         if not self.embedding_ready:
             self._set_state(EmbeddingState.FAILED, failure.message)
         self.error.emit(failure.message)
+        if failure.exc_info is not None:
+            self.crashed.emit(failure.exc_info)
 
     def _is_auto_job(self, generation: int, key: str, serial: int) -> bool:
         job = self._auto_job

@@ -79,6 +79,9 @@ class ImageListPanel(QWidget):
         self._updating = False
         self._update_summary()
 
+    def count(self) -> int:
+        return self.tree.topLevelItemCount()
+
     def _fill(self, item: QTreeWidgetItem, image_id: int) -> None:
         record = self.project.image(image_id)
         item.setText(0, record.file_name.replace("\\", "/").rsplit("/", 1)[-1])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -155,3 +156,46 @@ def test_unknown_format_is_a_user_error(tmp_path):
     with pytest.raises(UserError, match="Unknown export format"):
         export_project(project, "voc", tmp_path / "x")
     assert set(FORMATS) == {"coco", "coco-polygons", "png", "cutouts", "yolo"}
+
+
+@pytest.mark.parametrize("fmt", ["coco-polygons", "png"])
+def test_progress_is_per_image_and_cancel_stops_between_images(tmp_path, fmt):
+    from annotator.core.export import ExportCancelled
+
+    project, _ = _project(tmp_path / "p")
+    dest = tmp_path / ("out.json" if fmt == "coco-polygons" else "out")
+    seen = []
+    export_project(project, fmt, dest, progress=lambda done, total: seen.append((done, total)))
+    assert seen == [(1, 2), (2, 2)]
+    if dest.is_dir():
+        shutil.rmtree(dest)
+    else:
+        dest.unlink()
+    seen.clear()
+    with pytest.raises(ExportCancelled, match="after 1 of 2 image"):
+        export_project(
+            project, fmt, dest, progress=lambda *a: seen.append(a), cancelled=lambda: bool(seen)
+        )
+    if fmt == "coco-polygons":
+        assert not dest.exists(), "a cancelled single-file export leaves no file"
+        assert list(tmp_path.glob(".out.json*")) == [], "nor a temporary file"
+    else:
+        assert sorted(p.name for p in dest.iterdir()) == ["one_classes.png", "one_instances.png"]
+
+
+def test_sizes_beyond_the_limits_and_mismatched_masks_are_skipped_not_decoded(tmp_path):
+    from dataclasses import replace
+
+    project, _ = _project(tmp_path / "p")
+    huge = replace(project.image(2), width=10**9, height=10**9)
+    project.replace_image(huge)
+    wrong = project.annotation(1)
+    project.replace_annotation(
+        replace(wrong, rle={"size": [4000, 4000], "counts": wrong.rle["counts"]})
+    )
+    for fmt in ("png", "coco-polygons", "yolo", "cutouts"):
+        report = export_project(project, fmt, tmp_path / f"out-{fmt}")
+        text = " ".join(report.messages())
+        assert "Image 2 (two.jpg) was not exported" in text, (fmt, text)
+        assert "beyond the limits" in text
+        assert "Annotation 1 was not exported: RLE size 4000x4000 does not match" in text, fmt

@@ -88,7 +88,8 @@ def test_listeners_hear_every_mutation(tmp_path):
         ImageRecord(record.id, record.file_name, record.width, record.height, True)
     )
     assert events == [
-        ProjectEvent("annotations", (7,)), ProjectEvent("annotations", (7,)), ProjectEvent("images", (1,)),
+        ProjectEvent("annotations", (7,), (1,)), ProjectEvent("annotations", (7,), (1,)),
+        ProjectEvent("images", (1,)),
     ]  # fmt: skip
     assert project.changes == 3
     project.remove_listener(events.append)

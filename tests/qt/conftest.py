@@ -117,8 +117,8 @@ def make_window(qtbot, image_folder):
 
     yield make
     for window in windows:
-        window.stack.set_clean()  # no "unsaved changes" question at teardown
-        window._restored_unsaved = False
+        window.session.stack.set_clean()  # no "unsaved changes" question at teardown
+        window.session._base_unsaved = False
         window.close()
         window.controller.shutdown()  # joined even if a test left the window open
         window.deleteLater()

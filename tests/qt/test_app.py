@@ -4,8 +4,15 @@ from __future__ import annotations
 
 import pytest
 
+from annotator.core.session import AnnotationSession
 from annotator.errors import UserError
-from annotator.qt.app import open_project, samples_project_path
+from annotator.qt.app import samples_project_path
+
+
+def open_project(path):
+    """What the window opens for `path` (a session's project and its notes)."""
+    session, report = AnnotationSession.open(path, take_lock=False, journal=False)
+    return session.project, report.messages
 
 
 def test_folder_opens_as_a_new_project_saved_inside_it(image_folder):
@@ -83,7 +90,7 @@ def test_window_restores_opacity_and_geometry(qtbot, make_window, recording_engi
 
 
 def test_second_window_on_one_project_is_warned(qtbot, make_window, recording_engine):
-    from annotator.core.autosave import lock_path
+    from annotator.core.lock import lock_path
 
     first = make_window(recording_engine)
     assert first.lock_warning is None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import threading
 
 import numpy as np
 import pytest
@@ -119,3 +120,73 @@ def test_window_relink_action_is_one_undo_step(
     qtbot.waitUntil(lambda: window.display is not None, timeout=10000)
     window.actions["undo"].trigger()
     assert len(missing_images(window.project)) == 3
+
+
+def test_an_unexpected_export_error_closes_the_dialog_with_one_sentence(
+    qtbot, project_with_masks, tmp_path, monkeypatch, caplog
+):
+    import annotator.core.export
+    from annotator.errors import UserError
+    from annotator.qt.file_dialogs import ExportProgress
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("disk on fire\nsecond line")
+
+    monkeypatch.setattr(annotator.core.export, "export_project", broken)
+    parent = _parent(qtbot)
+    dialog = ExportProgress(parent, project_with_masks, "png", tmp_path / "out")
+    dialog.start()
+    assert dialog.isVisible()
+    qtbot.waitUntil(lambda: not dialog.isVisible(), timeout=10000)
+    assert isinstance(dialog.result, UserError)
+    message = str(dialog.result)
+    assert message == "The export failed unexpectedly (RuntimeError: disk on fire second line)."
+    (record,) = [r for r in caplog.records if r.name == "annotator"]
+    assert record.exc_info and record.exc_info[0] is RuntimeError, "logged with its traceback"
+
+
+def test_export_with_progress_raises_the_sentence_of_an_unexpected_error(
+    qtbot, project_with_masks, tmp_path, monkeypatch
+):
+    import annotator.core.export
+    from annotator.errors import UserError
+    from annotator.qt.file_dialogs import export_with_progress
+
+    monkeypatch.setattr(annotator.core.export, "_export_png", lambda *a: 1 / 0)
+    with pytest.raises(UserError, match=r"failed unexpectedly \(ZeroDivisionError"):
+        export_with_progress(_parent(qtbot), project_with_masks, "png", tmp_path / "out")
+
+
+def test_cancel_stops_the_export_between_images_and_leaves_no_file(
+    qtbot, project_with_masks, tmp_path, monkeypatch
+):
+    from PySide6.QtCore import Qt
+
+    import annotator.core.masks
+    from annotator.core.export import ExportCancelled
+    from annotator.qt.file_dialogs import ExportProgress
+
+    entered, go = threading.Event(), threading.Event()
+    real = annotator.core.masks.mask_to_polygons
+    calls = []
+
+    def held(mask):  # the first image's first mask waits until the test has pressed Cancel
+        calls.append(1)
+        entered.set()
+        assert go.wait(timeout=30)
+        return real(mask)
+
+    monkeypatch.setattr(annotator.core.masks, "mask_to_polygons", held)
+    dest = tmp_path / "out.json"
+    parent = _parent(qtbot)
+    dialog = ExportProgress(parent, project_with_masks, "coco-polygons", dest)
+    dialog.start()
+    qtbot.waitUntil(entered.is_set, timeout=10000)
+    qtbot.mouseClick(dialog.cancel_button, Qt.MouseButton.LeftButton)
+    assert dialog.isVisible(), "stays until the thread has stopped"
+    go.set()
+    qtbot.waitUntil(lambda: not dialog.isVisible(), timeout=10000)
+    assert isinstance(dialog.result, ExportCancelled)
+    assert str(dialog.result) == "Export cancelled after 1 of 3 image(s); nothing was written."
+    assert len(calls) == 1, "no image after the cancel"
+    assert not dest.exists() and not list(tmp_path.glob(".out.json*"))

@@ -129,7 +129,7 @@ def test_click_accepts_the_smallest_proposal_under_it_and_undo_offers_it_again(
     np.testing.assert_array_equal(annotation.mask(), smallest.mask)
     assert annotation.category_id == window.project.categories[1].id
     assert annotation.extra["score"] == pytest.approx(smallest.predicted_iou, abs=1e-6)
-    assert window.session.is_empty()  # the click accepted; it added no prompt
+    assert window.session.prompts.is_empty()  # the click accepted; it added no prompt
     assert len(window.proposals) == len(expected) - 1
     assert all(not np.array_equal(p.mask(), smallest.mask) for p in window.proposals)
 
@@ -145,11 +145,11 @@ def test_click_accepts_the_smallest_proposal_under_it_and_undo_offers_it_again(
     rows, cols = np.nonzero(covering == 0)
     assert rows.size
     click_image(qtbot, window, int(cols[0]), int(rows[0]))
-    assert len(window.session.points) == 1 and len(_annotations(window)) == 1
+    assert len(window.session.prompts.points) == 1 and len(_annotations(window)) == 1
     # With the overlays hidden (H) nothing is accepted unseen: a click is a prompt.
     key(qtbot, window, Qt.Key.Key_H)
     click_image(qtbot, window, x, y)
-    assert len(window.session.points) == 2 and len(_annotations(window)) == 1
+    assert len(window.session.prompts.points) == 2 and len(_annotations(window)) == 1
 
 
 def test_accept_all_is_one_undo_step_and_esc_discards(qtbot, auto_window, tiny_engine):
@@ -172,9 +172,9 @@ def test_accept_all_is_one_undo_step_and_esc_discards(qtbot, auto_window, tiny_e
     click_image(qtbot, window, 5, 5, Qt.MouseButton.RightButton)  # a prompt as well
     key(qtbot, window, Qt.Key.Key_Escape)  # first Esc: the proposals go, the prompt stays
     assert window.proposals is None and window.canvas._proposals is None
-    assert not window.proposal_bar.isVisible() and len(window.session.points) == 1
+    assert not window.proposal_bar.isVisible() and len(window.session.prompts.points) == 1
     key(qtbot, window, Qt.Key.Key_Escape)  # second Esc: the prompts go
-    assert window.session.is_empty()
+    assert window.session.prompts.is_empty()
     key(qtbot, window, Qt.Key.Key_Z, CTRL | SHIFT)  # redo of a discarded set: annotations only
     assert len(_annotations(window)) == len(expected) and window.proposals is None
 
@@ -218,7 +218,7 @@ def test_esc_cancels_a_running_segment_everything(qtbot, auto_window):
     click_image(qtbot, window, 5, 5, Qt.MouseButton.RightButton)
     key(qtbot, window, Qt.Key.Key_Escape)
     assert not window.controller.auto_running and not window.auto_box.isVisible()
-    assert len(window.session.points) == 1  # Esc cancelled the run, not the prompts
+    assert len(window.session.prompts.points) == 1  # Esc cancelled the run, not the prompts
     engine.gate.set()
     qtbot.waitUntil(lambda: len(finished) == 1)
     assert finished[0].cancelled and window.proposals is None
@@ -321,12 +321,12 @@ def test_the_window_opens_a_project_written_by_annotator_auto(
     qtbot, make_window, tiny_engine, tiny_sam_checkpoint, image_folder, tmp_path
 ):
     from annotator.cli.auto_cmd import run_auto
-    from annotator.qt.app import open_project
+    from annotator.core.session import AnnotationSession
 
     out = tmp_path / "auto.json"
     report = run_auto(image_folder, tiny_sam_checkpoint, out, PERMISSIVE, engine=tiny_engine)
     assert report.proposals > 0
-    project, _messages = open_project(out)
+    project = AnnotationSession.open(out, take_lock=False, journal=False)[0].project
     window = make_window(AutoEngine(tiny_engine), project)
     wait_ready(qtbot, window)
     annotations = _annotations(window)

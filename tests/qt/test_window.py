@@ -16,7 +16,9 @@ pytestmark = pytest.mark.timeout(120)
 
 
 def _wait_prediction(qtbot, window):
-    qtbot.waitUntil(lambda: not window.session.pending and window.session.mask() is not None)
+    qtbot.waitUntil(
+        lambda: not window.session.prompts.pending and window.session.prompts.mask() is not None
+    )
 
 
 def _embedding(engine, window):
@@ -32,7 +34,7 @@ def test_click_then_enter_saves_the_engines_mask(qtbot, make_window, tiny_engine
     wait_ready(qtbot, window)
     click_image(qtbot, window, 80, 60)
     _wait_prediction(qtbot, window)
-    ((x, y),) = window.session.points
+    ((x, y),) = window.session.prompts.points
     assert abs(x - 80) < 1 and abs(y - 60) < 1  # the canvas mapped the click to that pixel
     key(qtbot, window, Qt.Key.Key_Return)
     annotations = window.project.annotations_of(window.current_record().id)
@@ -44,7 +46,7 @@ def test_click_then_enter_saves_the_engines_mask(qtbot, make_window, tiny_engine
     best = int(np.argmax(expected.scores))
     np.testing.assert_array_equal(annotations[0].mask(), expected.masks[best])
     assert annotations[0].category_id == window.project.categories[0].id
-    assert window.session.is_empty()  # accepting starts a new object
+    assert window.session.prompts.is_empty()  # accepting starts a new object
     assert window.windowTitle().endswith("*")
 
 
@@ -54,8 +56,8 @@ def test_refinement_feeds_the_previous_logits_back(qtbot, make_window, tiny_engi
     wait_ready(qtbot, window)
     click_image(qtbot, window, 80, 60)
     _wait_prediction(qtbot, window)
-    first = window.session.prediction
-    chosen = window.session.candidate
+    first = window.session.prompts.prediction
+    chosen = window.session.prompts.candidate
     click_image(qtbot, window, 20, 20, Qt.MouseButton.RightButton)
     _wait_prediction(qtbot, window)
     second_request = engine.decoded_prompts[-1]
@@ -64,7 +66,7 @@ def test_refinement_feeds_the_previous_logits_back(qtbot, make_window, tiny_engi
     np.testing.assert_array_equal(second_request.labels, [1, 0])
     # What the window shows is exactly the engine's answer to that request.
     direct = tiny_engine.decode(_embedding(tiny_engine, window), second_request)
-    np.testing.assert_array_equal(window.session.mask(), direct.masks[0])
+    np.testing.assert_array_equal(window.session.prompts.mask(), direct.masks[0])
     key(qtbot, window, Qt.Key.Key_Return)
     (annotation,) = window.project.annotations_of(window.current_record().id)
     np.testing.assert_array_equal(annotation.mask(), direct.masks[0])
@@ -75,17 +77,17 @@ def test_tab_cycles_the_three_candidates_with_scores(qtbot, make_window, tiny_en
     wait_ready(qtbot, window)
     click_image(qtbot, window, 50, 40)
     _wait_prediction(qtbot, window)
-    prediction = window.session.prediction
-    assert window.session.candidate_count == 3
-    assert window.session.candidate == prediction.best_index()
+    prediction = window.session.prompts.prediction
+    assert window.session.prompts.candidate_count == 3
+    assert window.session.prompts.candidate == prediction.best_index()
     seen = []
     for _ in range(3):
-        seen.append(window.session.candidate)
+        seen.append(window.session.prompts.candidate)
         np.testing.assert_array_equal(window.canvas._live_mask, prediction.masks[seen[-1]])
         assert f"{prediction.scores[seen[-1]]:.3f}" in window.candidate_label.text()
         key(qtbot, window, Qt.Key.Key_Tab)
     assert sorted(seen) == [0, 1, 2]
-    assert window.session.candidate == seen[0]  # wrapped around
+    assert window.session.prompts.candidate == seen[0]  # wrapped around
     key(qtbot, window, Qt.Key.Key_Tab)
     key(qtbot, window, Qt.Key.Key_Return)
     (annotation,) = window.project.annotations_of(window.current_record().id)
@@ -98,15 +100,15 @@ def test_backspace_restores_the_mask_before_and_esc_clears(qtbot, make_window, t
     click_image(qtbot, window, 80, 60)
     _wait_prediction(qtbot, window)
     key(qtbot, window, Qt.Key.Key_Tab)
-    before = window.session.mask().copy()
+    before = window.session.prompts.mask().copy()
     click_image(qtbot, window, 30, 90)
     _wait_prediction(qtbot, window)
     key(qtbot, window, Qt.Key.Key_Backspace)
-    assert len(window.session.points) == 1
-    np.testing.assert_array_equal(window.session.mask(), before)
+    assert len(window.session.prompts.points) == 1
+    np.testing.assert_array_equal(window.session.prompts.mask(), before)
     np.testing.assert_array_equal(window.canvas._live_mask, before)
     key(qtbot, window, Qt.Key.Key_Escape)
-    assert window.session.is_empty()
+    assert window.session.prompts.is_empty()
     assert window.canvas._live_mask is None
 
 
@@ -191,19 +193,19 @@ def test_switching_images_mid_embedding_never_shows_a_stale_mask(qtbot, make_win
     window = make_window(engine)
     qtbot.waitUntil(lambda: window.display is not None and engine.encoding.is_set())
     click_image(qtbot, window, 60, 50)  # waits for the embedding
-    assert window.session.pending and not engine.decoded_prompts
+    assert window.session.prompts.pending and not engine.decoded_prompts
     shown = []
     window.controller.prediction_ready.connect(
         lambda revision, p: shown.append(window.current_index)
     )
     key(qtbot, window, Qt.Key.Key_N)  # leave while the embedding is computing
-    assert window.current_index == 1 and window.session.is_empty()
+    assert window.current_index == 1 and window.session.prompts.is_empty()
     engine.gate.set()
     wait_ready(qtbot, window)
     qtbot.wait(100)  # let any late signal of the old image arrive (it must be dropped)
     assert engine.decoded_prompts == []  # the held click was for the old image: never decoded
     assert shown == []
-    assert window.canvas._live_mask is None and window.session.mask() is None
+    assert window.canvas._live_mask is None and window.session.prompts.mask() is None
     assert (window.display.width, window.display.height) == (140, 100)
     # A decode whose answer lands after navigation is dropped too.
     click_image(qtbot, window, 70, 50)
@@ -211,7 +213,7 @@ def test_switching_images_mid_embedding_never_shows_a_stale_mask(qtbot, make_win
     qtbot.waitUntil(lambda: window.current_index == 0 and window.display is not None)
     wait_ready(qtbot, window)
     qtbot.wait(100)
-    assert window.canvas._live_mask is None and window.session.is_empty()
+    assert window.canvas._live_mask is None and window.session.prompts.is_empty()
 
 
 def test_closing_during_an_embedding_ends_cleanly(qtbot, make_window, tiny_engine):
@@ -273,36 +275,43 @@ def test_save_writes_the_project_and_clears_the_star(qtbot, make_window, tiny_en
     key(qtbot, window, Qt.Key.Key_Return)
     assert window.windowTitle().endswith("*")
     key(qtbot, window, Qt.Key.Key_S, Qt.KeyboardModifier.ControlModifier)
-    assert window.windowTitle() == f"Annotator — {window.project.path}"
+    # Written on the I/O thread; the title loses its star when the file is complete.
+    qtbot.waitUntil(lambda: window.windowTitle() == f"Annotator — {window.project.path}")
     loaded, _ = load_project(window.project.path)
     assert loaded.state() == window.project.state()
 
 
-def test_autosave_is_offered_back_and_a_save_removes_it(
+def test_unsaved_work_is_offered_back_after_a_crash_and_a_save_removes_it(
     qtbot, make_window, tiny_engine, monkeypatch
 ):
+    import shutil
+
     from PySide6.QtWidgets import QMessageBox
 
-    from annotator.core.autosave import autosave_path
-    from annotator.core.project import Project
+    from annotator.core.journal import journal_path
+    from annotator.core.session import AnnotationSession
 
     window = make_window(RecordingEngine(tiny_engine))
     wait_ready(qtbot, window)
     click_image(qtbot, window, 80, 60)
     _wait_prediction(qtbot, window)
     key(qtbot, window, Qt.Key.Key_Return)
-    key(qtbot, window, Qt.Key.Key_N)  # changing image autosaves now
-    sidecar = autosave_path(window.project.path)
-    assert sidecar.is_file()
+    journal = journal_path(window.project.path)
+    assert journal.is_file()  # written before Enter returned, no page turn needed
+    crashed = journal.with_name("crashed.journal")
+    shutil.copy(journal, crashed)  # what a kill at this moment leaves on disk
     edited = window.project.state()
-    window.stack.set_clean()  # as if the session had crashed: no save, the sidecar stays
+    window.stack.set_clean()
     window.close()
-    assert sidecar.is_file()
+    assert not journal.exists()  # a clean close leaves nothing behind
+    shutil.move(crashed, journal)
 
     monkeypatch.setattr(QMessageBox, "question", lambda *a, **k: QMessageBox.StandardButton.Yes)
-    second = make_window(RecordingEngine(tiny_engine), Project.from_folder(sidecar.parent))
-    assert second.offer_autosave()
+    session, _ = AnnotationSession.open(journal.parent)
+    second = make_window(RecordingEngine(tiny_engine), session)
+    assert second.files.offer_recovery()
     assert second.project.state() == edited
     assert second.windowTitle().endswith("*")
     key(qtbot, second, Qt.Key.Key_S, Qt.KeyboardModifier.ControlModifier)
-    assert not sidecar.exists() and not second.windowTitle().endswith("*")
+    qtbot.waitUntil(lambda: not second.windowTitle().endswith("*"))
+    assert not journal.exists()

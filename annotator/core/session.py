@@ -1,0 +1,744 @@
+"""`AnnotationSession`: one open project and everything that changes it, without Qt.
+
+The session owns the project, the one undo stack, the prompt session of the current image, the
+segment-everything proposals on offer, the one "unsaved" state, the project's lock, the journal
+and autosave (crash recovery), and the decoded-mask cache. The window is a view bound to it (it
+listens to `SessionEvent`s and calls the session's methods); the CLI commands that write a
+project open, lock and save through it.
+
+Notifications are batched: every undo-stack change is one batch, and `with session.batch():`
+makes several one, so accepting 500 proposals is one undo step, one journal record and one list
+of events for the view. Events carry ids only; listeners read the project.
+
+Durability (see annotator.core.journal and annotator.core.recovery): each undo-stack change is
+written to the journal before the method returns; a background thread fsyncs it within half a
+second and folds it into an autosave snapshot from time to time. Opening a project whose journal
+applies to the file as it is offers the recovered state (`recovery`); `restore_recovery()` takes
+it and continues that journal, `decline_recovery()` sets the files aside until the next save.
+
+Threads: every method runs on the caller's (GUI) thread; only the RecoveryWriter has its own.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from annotator.core.commands import (
+    AddAnnotation,
+    AddCategory,
+    AddImages,
+    Command,
+    CompositeCommand,
+    DeleteAnnotations,
+    DeleteCategory,
+    RecolorCategory,
+    RelabelAnnotations,
+    RenameCategory,
+    ReplaceImages,
+    SetImageDone,
+    UndoStack,
+)
+from annotator.core.journal import Delta, Journal, file_stamp, journal_path, read_journal_lines
+from annotator.core.mask_cache import MaskCache
+from annotator.core.project import (
+    Annotation,
+    Category,
+    ImageRecord,
+    Project,
+    ProjectEvent,
+    annotation_from_mask,
+    palette_color,
+)
+from annotator.core.prompts import PromptSession
+from annotator.core.proposals import (
+    AcceptProposal,
+    CompactProposal,
+    ProposalSet,
+    proposal_annotation,
+)
+from annotator.core.recovery import (
+    FOLD_EVERY_RECORDS,
+    FOLD_EVERY_S,
+    Recovery,
+    RecoveryWriter,
+    decline_recovery,
+    find_recovery,
+    recovery_files,
+    remove_files,
+)
+from annotator.errors import UserError
+
+log = logging.getLogger(__name__)
+
+PROJECT_NAME = "annotations.json"
+
+
+@dataclass(frozen=True)
+class SessionEvent:
+    """What changed, for views. kind:
+    "annotations", "categories", "images": those ids were added, removed or changed;
+    "reset": everything (a new project or a restored state);
+    "proposals": the proposals on offer changed; "dirty": the unsaved state flipped;
+    "history": undo/redo availability or texts changed; "path": the project file changed;
+    "message": `text` is a sentence for the person (a failed journal write, say)."""
+
+    kind: str
+    ids: frozenset[int] = frozenset()
+    text: str = ""
+    images: frozenset[int] = frozenset()  # "annotations": the images whose lists changed
+
+
+@dataclass
+class SaveJob:
+    """A save in flight: `write()` runs on any thread (the snapshot is the session's own)."""
+
+    snapshot: Project
+    target: Path
+    index: int  # the undo-stack index the snapshot is of
+    seq: int  # the last journal record the snapshot holds
+
+    def write(self) -> None:
+        """Serialise and write atomically. Raises UserError (the file intact)."""
+        from annotator.core.coco import save_project
+
+        save_project(self.snapshot, self.target)
+
+
+@dataclass
+class OpenReport:
+    """Sentences for the person about what opening found (nothing in it was dropped)."""
+
+    messages: list[str] = field(default_factory=list)
+
+
+class AnnotationSession:
+    """One open project. Construct with `open()` (a path) or directly with a Project."""
+
+    def __init__(
+        self,
+        project: Project,
+        *,
+        journal: bool = True,
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        self.project = project
+        self.stack = UndoStack(project)
+        self.prompts = PromptSession()
+        self.proposals: ProposalSet | None = None
+        self.proposals_image_id: int | None = None
+        self.masks = MaskCache()
+        self.recovery: Recovery | None = None  # unsaved work found on open, until decided
+        self.lock = None  # the ProjectLock we hold, or None
+        self.lock_holder = None  # who else holds the lock when we could not take it
+        self._journal_enabled = journal
+        self._clock = clock
+        self._session_id = uuid.uuid4().hex
+        self._journal: Journal | None = None
+        self._writer: RecoveryWriter | None = None
+        self._seq = 0
+        self._folded_seq = 0
+        self._first_unfolded: float | None = None
+        self._base_unsaved = False  # the state differs from the file without an undo step
+        self._save_low_water: int | None = None  # lowest undo index since a save was prepared
+        self._base_seq = 0
+        self._was_dirty = False
+        self._listeners: list[Callable[[list[SessionEvent]], None]] = []
+        self._depth = 0
+        self._project_events: list[ProjectEvent] = []
+        self._op_events: list[ProjectEvent] = []
+        self._extra_events: list[SessionEvent] = []
+        self._closed = False
+        project.add_listener(self._on_project_event)
+        self.stack.add_listener(self._on_stack_changed)
+
+    # ================================================================== opening
+    @classmethod
+    def open(
+        cls, path: Path | None, *, take_lock: bool = True, journal: bool = True
+    ) -> tuple[AnnotationSession, OpenReport]:
+        """Open a folder of images (its `annotations.json` if there is one, with images added
+        since as one undoable step), one image, a project .json, or None (the bundled samples).
+
+        Raises UserError with one sentence for what cannot be opened; nothing is written then.
+        """
+        return cls.from_read(read_project(path), take_lock=take_lock, journal=journal)
+
+    @classmethod
+    def from_read(
+        cls, read: ReadProject, *, take_lock: bool = True, journal: bool = True
+    ) -> tuple[AnnotationSession, OpenReport]:
+        """The session of what `read_project` read (on any thread): takes the lock and adds the
+        folder's new images as one undoable step. Fast: call it on the GUI thread."""
+        session = cls(read.project, journal=journal)
+        if take_lock:
+            session._take_lock(read.project.path)
+        session.recovery = read.recovery
+        if read.added:
+            session.push(
+                AddImages(read.added, f"Add {len(read.added)} new image(s) from the folder")
+            )
+        return session, OpenReport(list(read.messages))
+
+    @classmethod
+    def of(cls, project: Project, *, take_lock: bool = True) -> AnnotationSession:
+        """A session of a project already in memory (a new one, or one a test built)."""
+        session = cls(project)
+        if take_lock:
+            session._take_lock(project.path)
+        return session
+
+    # ================================================================== events
+    def add_listener(self, callback: Callable[[list[SessionEvent]], None]) -> None:
+        self._listeners.append(callback)
+
+    def remove_listener(self, callback: Callable[[list[SessionEvent]], None]) -> None:
+        if callback in self._listeners:
+            self._listeners.remove(callback)
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """Gather the notifications of everything inside into one list of events."""
+        self._depth += 1
+        try:
+            yield
+        finally:
+            self._depth -= 1
+            if self._depth == 0:
+                self._flush()
+
+    def _on_project_event(self, event: ProjectEvent) -> None:
+        self._project_events.append(event)
+        self._op_events.append(event)
+        if event.kind == "annotations":
+            self.masks.forget(i for i in event.ids if not self.project.has_annotation(i))
+        if self._depth == 0:
+            self._flush()
+
+    def _emit(self, kind: str, ids=(), text: str = "") -> None:
+        self._extra_events.append(SessionEvent(kind, frozenset(ids), text))
+        if self._depth == 0:
+            self._flush()
+
+    def _flush(self) -> None:
+        dirty = self.dirty
+        if dirty != self._was_dirty:
+            self._was_dirty = dirty
+            self._extra_events.append(SessionEvent("dirty"))
+        if not self._project_events and not self._extra_events:
+            return
+        merged: dict[tuple[str, str], set[int]] = {}
+        images: set[int] = set()
+        for event in self._project_events:
+            merged.setdefault((event.kind, ""), set()).update(event.ids)
+            images.update(event.images)
+        for event in self._extra_events:
+            merged.setdefault((event.kind, event.text), set()).update(event.ids)
+        events = [
+            SessionEvent(
+                kind,
+                frozenset(ids),
+                text,
+                frozenset(images) if kind == "annotations" else frozenset(),
+            )
+            for (kind, text), ids in merged.items()
+        ]
+        self._project_events, self._extra_events = [], []
+        for callback in list(self._listeners):
+            callback(events)
+
+    # ================================================================== undo stack
+    def push(self, command: Command) -> None:
+        """Apply `command` as one undo step (one journal record, one batch of events).
+        Raises KeyError/ValueError (nothing changed) when it does not apply."""
+        self._stack_op("push", command.text, lambda: self.stack.push(command))
+
+    def undo(self) -> None:
+        if self.stack.can_undo():
+            self._stack_op("undo", self.stack.undo_text(), self.stack.undo)
+
+    def redo(self) -> None:
+        if self.stack.can_redo():
+            self._stack_op("redo", self.stack.redo_text(), self.stack.redo)
+
+    def _stack_op(self, action: str, text: str, run: Callable[[], None]) -> None:
+        if action == "undo" and self._save_low_water is not None:
+            self._save_low_water = min(self._save_low_water, self.stack.index() - 1)
+        with self.batch():
+            self._op_events = []
+            try:
+                run()
+            finally:
+                events, self._op_events = self._op_events, []
+            if events:
+                self._journal_record(action, text, events)
+
+    def _on_stack_changed(self) -> None:
+        self._emit("history")
+
+    @property
+    def dirty(self) -> bool:
+        """The one "unsaved" state: the undo stack is off its clean index, or the state came
+        from somewhere other than the file (restored unsaved work)."""
+        return self._base_unsaved or not self.stack.is_clean()
+
+    # ================================================================== journal
+    def _journal_header(self) -> dict:
+        return {
+            "journal": 1,
+            "session": self._session_id,
+            "base": file_stamp(self.project.path),
+            "base_seq": self._base_seq,  # the file holds the changes up to this record
+            "project": str(self.project.path),
+        }
+
+    def _ensure_journal(self) -> Journal | None:
+        if self._journal is not None or not self._journal_enabled or self.project.path is None:
+            return self._journal
+        if self.recovery is not None:
+            self.decline_recovery()  # editing on without restoring: keep those files aside
+        try:
+            self._journal = Journal(journal_path(self.project.path), self._journal_header())
+        except OSError as exc:
+            self._journal_enabled = False
+            self._emit(
+                "message",
+                text=f"Changes cannot be journalled beside the project ({exc.strerror or exc}); "
+                "save often.",
+            )
+            return None
+        self._writer = RecoveryWriter(self._journal)
+        return self._journal
+
+    def _journal_record(self, action: str, text: str, events: list[ProjectEvent]) -> None:
+        journal = self._ensure_journal()
+        if journal is None:
+            return
+        self._seq += 1
+        try:
+            journal.append(self._seq, action, text, Delta.of(self.project, events), time.time())
+        except OSError as exc:
+            self._emit("message", text=f"A change could not be journalled: {exc.strerror or exc}.")
+            return
+        if self._first_unfolded is None:
+            self._first_unfolded = self._clock()
+        self.tick()
+
+    def tick(self) -> None:
+        """Fold the journal into an autosave when due, and report the writer's failures. The
+        window calls this from a timer too; it costs a snapshot only when a fold is due."""
+        if self._writer is None:
+            return
+        for message in self._writer.take_errors():
+            self._emit("message", text=message)
+        unfolded = self._seq - self._folded_seq
+        due = unfolded >= FOLD_EVERY_RECORDS or (
+            unfolded > 0
+            and self._first_unfolded is not None
+            and self._clock() - self._first_unfolded >= FOLD_EVERY_S
+        )
+        if due:
+            self.fold()
+
+    def fold(self) -> None:
+        """Hand the writer a snapshot of now (it writes the autosave and shortens the journal)."""
+        if self._writer is None or self._seq == self._folded_seq:
+            return
+        self._writer.snapshot(
+            self.project.snapshot(), self._session_id, self._seq, self._journal.header
+        )
+        self._folded_seq = self._seq
+        self._first_unfolded = None
+
+    def wait_for_disk(self, timeout: float = 30.0) -> bool:
+        """Block until queued autosaves are written (tests; never the GUI thread in use)."""
+        return self._writer is None or self._writer.wait_idle(timeout)
+
+    def _stop_journal(self) -> None:
+        if self._writer is not None:
+            self._writer.stop()
+            self._writer = None
+        if self._journal is not None:
+            self._journal.close()
+            self._journal = None
+        self._seq = self._folded_seq = self._base_seq = 0
+        self._first_unfolded = None
+
+    # ================================================================== recovery
+    def restore_recovery(self) -> None:
+        """Take the unsaved work found on open: the project becomes that state (unsaved) and
+        the journal it came from continues."""
+        recovery = self.recovery
+        if recovery is None:
+            return
+        self.recovery = None
+        self.close_proposals()
+        self.prompts.clear()
+        self.project.remove_listener(self._on_project_event)
+        self.stack.remove_listener(self._on_stack_changed)
+        recovered = recovery.project
+        recovered.path = self.project.path
+        self.project = recovered
+        self.stack = UndoStack(recovered)
+        recovered.add_listener(self._on_project_event)
+        self.stack.add_listener(self._on_stack_changed)
+        self.masks.clear()
+        self._base_unsaved = True
+        if recovery.session_id is not None and self._journal_enabled:
+            self._session_id = recovery.session_id
+            base_seq = (recovery.header or {}).get("base_seq", 0)
+            self._base_seq = base_seq if isinstance(base_seq, int) else 0
+            try:
+                self._journal = Journal(
+                    journal_path(self.project.path), recovery.header, recovery.records
+                )
+                self._writer = RecoveryWriter(self._journal)
+                self._seq = self._journal.last_seq
+                self._folded_seq = min((r["seq"] for r in recovery.records), default=1) - 1
+                self._first_unfolded = self._clock()
+            except OSError as exc:
+                self._emit("message", text=f"The journal cannot continue: {exc.strerror or exc}.")
+        else:
+            self._ensure_journal()
+            self._journal_full_state()
+        self._emit("reset")
+        self._emit("history")
+
+    def _journal_full_state(self) -> None:
+        """Record the whole state once (a restored autosave without a journal to continue)."""
+        p = self.project
+        events = [
+            ProjectEvent("images", tuple(r.id for r in p.images)),
+            ProjectEvent("categories", tuple(c.id for c in p.categories)),
+            ProjectEvent(
+                "annotations",
+                tuple(a.id for a in p.all_annotations()),
+                tuple(r.id for r in p.images),
+            ),
+        ]
+        self._journal_record("push", "Restore unsaved work", events)
+        self.fold()
+
+    def decline_recovery(self) -> None:
+        """Set the found recovery files aside (`.declined`; the next save removes them)."""
+        if self.recovery is None:
+            return
+        self.recovery = None
+        decline_recovery(self.project.path)
+
+    # ================================================================== lock
+    def _take_lock(self, path: Path | None) -> None:
+        from annotator.core.lock import ProjectLock
+
+        if self.lock is not None:
+            self.lock.release()
+            self.lock = None
+        self.lock_holder = None
+        if path is None:
+            return
+        lock = ProjectLock(path)
+        try:
+            holder = lock.acquire()
+        except UserError as exc:  # e.g. a read-only folder: work on, saving will say more
+            self._emit("message", text=str(exc))
+            return
+        if holder is None:
+            self.lock = lock
+        else:
+            self.lock_holder = holder
+
+    def require_lock(self) -> None:
+        """For CLI commands: raise UserError when another process holds the project."""
+        if self.lock_holder is not None:
+            raise UserError(
+                f"{self.project.path.name} is open in another window "
+                f"({self.lock_holder.describe()}); close it there first."
+            )
+
+    # ================================================================== saving
+    def save(self, path: Path | None = None) -> Path:
+        """Write the project now (to `path`: Save As). Raises UserError with the file intact.
+        The window saves in the background instead: `prepare_save`, `SaveJob.write` on a
+        thread, `finish_save`."""
+        job = self.prepare_save(path)
+        job.write()
+        return self.finish_save(job)
+
+    def prepare_save(self, path: Path | None = None) -> SaveJob:
+        """A save of the state now (a snapshot: editing may go on while it is written).
+        Save As checks the target's lock first. Raises UserError."""
+        target = Path(path).absolute() if path is not None else self.project.path
+        if target is None:
+            raise UserError("The project has no file yet: choose where to save it.")
+        if target != self.project.path:
+            _check_not_locked(target)
+        self._save_low_water = self.stack.index()
+        return SaveJob(self.project.snapshot(), target, self.stack.index(), self._seq)
+
+    def finish_save(self, job: SaveJob) -> Path:
+        """After `job.write()` succeeded (on this thread): the file holds the state at
+        `job.index`; edits made meanwhile stay unsaved and stay in the journal."""
+        written, old_path = job.target, self.project.path
+        moving = written != old_path
+        if moving:
+            self.project.path = written
+            self.project.image_root = job.snapshot.image_root
+        unchanged = self._save_low_water is not None and self._save_low_water >= job.index
+        self.stack.set_clean_index(job.index if unchanged else None)
+        self._save_low_water = None
+        self._base_unsaved = False
+        self.recovery = None
+        self._rebase_journal(job.seq, old_path)
+        if moving:
+            self._take_lock(written)
+            self._emit("path")
+        self._emit("history")
+        return written
+
+    def _rebase_journal(self, saved_seq: int, old_path: Path | None) -> None:
+        """The file now holds everything up to `saved_seq`: a new journal (a new session id, so
+        no autosave of before the save is ever replayed) keeps only the changes made while the
+        file was written; the old recovery files go."""
+        written = self.project.path
+        keep: list[dict] = []
+        if self._journal is not None and self._seq > saved_seq:
+            try:
+                keep = [
+                    r for r in read_journal_lines(self._journal.path)[1] if r["seq"] > saved_seq
+                ]
+            except OSError as exc:
+                log.warning("journal unreadable after a save: %s", exc)
+        last_seq = self._seq
+        self._stop_journal()
+        files = recovery_files(written)
+        if old_path is not None and old_path != written:
+            files += recovery_files(old_path)
+        remove_files(files)
+        self._session_id = uuid.uuid4().hex
+        if not keep:
+            self._base_seq = 0
+            return
+        self._base_seq = saved_seq
+        try:
+            self._journal = Journal(journal_path(written), self._journal_header(), keep)
+        except OSError as exc:
+            self._emit("message", text=f"Changes cannot be journalled: {exc.strerror or exc}.")
+            return
+        self._writer = RecoveryWriter(self._journal)
+        self._seq, self._folded_seq = last_seq, saved_seq
+        self._first_unfolded = self._clock()
+
+    def close(self, discard: bool = False) -> None:
+        """End the session: stop the writer, release the lock. A saved session leaves no
+        recovery files; an unsaved one keeps them unless `discard` (the person chose so)."""
+        if self._closed:
+            return
+        self._closed = True
+        self.close_proposals()
+        self._stop_journal()
+        if self.project.path is not None and (discard or not self.dirty):
+            if self.recovery is None:
+                remove_files(recovery_files(self.project.path)[:2])
+        if self.lock is not None:
+            self.lock.release()
+            self.lock = None
+        self.project.remove_listener(self._on_project_event)
+        self._listeners.clear()
+
+    # ================================================================== edits
+    def add_mask(self, image_id: int, category_id: int, mask: np.ndarray) -> Annotation:
+        """A new annotation of the HxW bool `mask` (one undo step). ValueError when empty."""
+        self.project.category(category_id)
+        annotation = annotation_from_mask(
+            self.project.next_annotation_id(), image_id, category_id, mask
+        )
+        self.push(AddAnnotation(annotation))
+        return annotation
+
+    def delete_annotations(self, ids) -> None:
+        self.push(DeleteAnnotations(ids))
+
+    def relabel(self, ids, category_id: int) -> None:
+        self.push(RelabelAnnotations(ids, category_id))
+
+    def set_done(self, image_id: int, done: bool) -> None:
+        self.push(SetImageDone(image_id, done))
+
+    def relink(self, records: list[ImageRecord]) -> None:
+        self.push(ReplaceImages(records))
+
+    def add_category(self, name: str, color=None) -> Category:
+        category = Category(
+            self.project.next_category_id(),
+            name,
+            tuple(color) if color else palette_color(len(self.project.categories)),
+        )
+        self.push(AddCategory(category))
+        return category
+
+    def rename_category(self, category_id: int, name: str) -> None:
+        self.push(RenameCategory(category_id, name))
+
+    def recolor_category(self, category_id: int, color) -> None:
+        self.push(RecolorCategory(category_id, color))
+
+    def delete_category(self, category_id: int) -> None:
+        self.push(DeleteCategory(category_id))
+
+    # ================================================================== proposals
+    def set_proposals(self, image_id: int, key: str, proposals: list[CompactProposal]) -> None:
+        """Offer segment-everything proposals for image `image_id` (replacing any on offer)."""
+        self.close_proposals()
+        self.proposals = ProposalSet(key, list(proposals), on_change=self._proposals_changed)
+        self.proposals_image_id = image_id
+        self._emit("proposals")
+
+    def accept_proposal(self, proposal: CompactProposal, category_id: int) -> Annotation:
+        """One proposal becomes an annotation of `category_id` (one undo step)."""
+        annotation = proposal_annotation(
+            self.project.next_annotation_id(), self.proposals_image_id, category_id, proposal
+        )
+        self.push(AcceptProposal(annotation, proposal, self.proposals))
+        return annotation
+
+    def accept_all_proposals(self, category_id: int) -> int:
+        """Every proposal on offer becomes an annotation, best first: one undo step, one
+        journal record, one batch of events. Returns how many."""
+        if self.proposals is None or not len(self.proposals):
+            return 0
+        self.project.category(category_id)
+        first_id = self.project.next_annotation_id()
+        image_id = self.proposals_image_id
+        commands = [
+            AcceptProposal(
+                proposal_annotation(first_id + i, image_id, category_id, proposal),
+                proposal,
+                self.proposals,
+            )
+            for i, proposal in enumerate(self.proposals.items)
+        ]
+        self.push(CompositeCommand(f"Accept {len(commands)} proposals", commands))
+        return len(commands)
+
+    def close_proposals(self) -> None:
+        if self.proposals is not None:
+            self.proposals.close()
+            self.proposals = None
+            self.proposals_image_id = None
+            self._emit("proposals")
+
+    def _proposals_changed(self) -> None:
+        self._emit("proposals")
+
+    # ================================================================== views
+    def masks_of(self, image_id: int) -> list[tuple[Annotation, np.ndarray]]:
+        """The image's annotations with their decoded masks (bottom to top). An annotation whose
+        RLE cannot be decoded (a hand-edited file) is left out and named in a "message" event;
+        it stays in the project and is written back as it was."""
+        out, broken = [], []
+        for annotation in self.project.annotations_of(image_id):
+            try:
+                out.append((annotation, self.masks.mask(annotation)))
+            except ValueError:
+                broken.append(annotation.id)
+        if broken:
+            ids = ", ".join(map(str, broken[:10]))
+            self._emit("message", text=f"Annotation(s) {ids} have corrupt masks and are not shown.")
+        return out
+
+    def masks_decoded(self, image_id: int, masks: dict) -> None:
+        """Masks of `image_id` decoded off this thread ({annotation id: (rle, mask)}), for the
+        cache; those of annotations changed meanwhile (another RLE now) are dropped."""
+        for annotation in self.project.annotations_of(image_id):
+            entry = masks.get(annotation.id)
+            if entry is not None and entry[0] is annotation.rle:
+                self.masks.put(annotation, entry[1])
+
+    def looking_at(self, image_ids) -> None:
+        """The view shows these images now: the mask cache keeps only theirs."""
+        self.masks.keep_images(image_ids)
+
+
+def _check_not_locked(target: Path) -> None:
+    """Save As: refuse a target another live window holds."""
+    from annotator.core.lock import lock_holder_of
+
+    holder = lock_holder_of(target)
+    if holder is not None:
+        raise UserError(
+            f"{target.name} is open in another window ({holder.describe()}); "
+            "choose another file or close it there."
+        )
+
+
+@dataclass
+class ReadProject:
+    """What opening a path read from disk, before any session exists (see `read_project`)."""
+
+    project: Project
+    messages: list[str]
+    added: list[ImageRecord]  # the folder's images the project does not list yet
+    recovery: Recovery | None
+
+
+def read_project(path: Path | None) -> ReadProject:
+    """Read what `AnnotationSession.open(path)` opens, touching nothing but files: safe on a
+    background thread (a 50,000-annotation project takes a second or two). Raises UserError."""
+    project, messages, added = _read_project(path)
+    recovery = find_recovery(project.path, project) if project.path is not None else None
+    return ReadProject(project, messages, added, recovery)
+
+
+def _read_project(path: Path | None) -> tuple[Project, list[str], list[ImageRecord]]:
+    """(project, messages, images to add as an undoable step) for a path the person gave."""
+    from annotator.core.coco import add_new_images, load_project
+    from annotator.core.images import is_image_file, list_images
+
+    if path is None:
+        from annotator.paths import data_dir, samples_folder
+
+        project_path = data_dir() / "samples-project" / PROJECT_NAME
+        if project_path.is_file():
+            project, report = load_project(project_path)
+            return project, report.messages(), []
+        project_path.parent.mkdir(parents=True, exist_ok=True)
+        project = Project.from_images(list_images(samples_folder()), project_path)
+        return project, list(project.unreadable_images), []
+    path = Path(path).expanduser().absolute()
+    if not path.exists():
+        raise UserError(f"{path} does not exist.")
+    if path.is_dir():
+        project_path = path / PROJECT_NAME
+        if not project_path.exists():
+            project = Project.from_folder(path, PROJECT_NAME)
+            messages = [] if project.images else [f"{path} has no images."]
+            return project, messages + list(project.unreadable_images), []
+        project, report = load_project(project_path)
+        # The new files become one undoable step, not a silent difference from the file.
+        probe = project.snapshot()
+        added, warnings = add_new_images(probe, list_images(path))
+        messages = report.messages() + warnings
+        if added:
+            messages.append(f"{len(added)} new image(s) found in the folder were added.")
+        if not project.images and not added:
+            messages.append(f"{path} has no images.")
+        return project, messages, added
+    if path.suffix.lower() == ".json":
+        project, report = load_project(path)
+        return project, report.messages(), []
+    if is_image_file(path):
+        existing = path.parent / PROJECT_NAME
+        if existing.is_file():
+            project, report = load_project(existing)
+            if any(project.image_path(r).resolve() == path.resolve() for r in project.images):
+                return project, report.messages(), []
+        project = Project.from_images([path], path.parent / PROJECT_NAME)
+        return project, list(project.unreadable_images), []
+    raise UserError(f"{path.name} is neither a folder, an image nor a project .json file.")
