@@ -65,6 +65,16 @@ NEEDS_SAM = (
 )
 
 
+def needs_sam_message(engine_name: str) -> str:
+    """Why segment everything is unavailable with the engine called `engine_name`."""
+    if engine_name.lower().startswith("classic"):
+        return NEEDS_SAM
+    return (
+        f"{engine_name} cannot segment everything yet; SAM, MobileSAM and EfficientViT-SAM "
+        "checkpoints can (Ctrl+M)."
+    )
+
+
 def supports_automatic(engine) -> bool:
     """Whether `generate_proposals` can run with `engine` (it needs a segment_anything `Sam`; a
     family whose decoder is not SAM's says so with `supports_automatic = False`)."""
@@ -371,7 +381,7 @@ class InferenceWorker(QObject):
             finish(message="No model is loaded.")
             return
         if not supports_automatic(self.engine):
-            finish(message=NEEDS_SAM)
+            finish(message=needs_sam_message(getattr(self.engine, "name", "Classic")))
             return
         if job.cancel.is_set():
             finish(cancelled=True)

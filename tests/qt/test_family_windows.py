@@ -49,3 +49,12 @@ def test_click_and_enter_with_each_family(
         np.testing.assert_array_equal(annotation.mask(), shown)
     else:
         assert annotations == []
+
+
+def test_segment_everything_says_which_families_can():
+    from annotator.engines.classic import ClassicEngine
+    from annotator.qt.inference import NEEDS_SAM, needs_sam_message
+
+    assert needs_sam_message(ClassicEngine.name) == NEEDS_SAM
+    message = needs_sam_message("SAM 2 custom (cpu)")
+    assert message.startswith("SAM 2 custom (cpu) cannot segment everything yet;")
