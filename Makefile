@@ -13,6 +13,10 @@ install: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --upgrade pip
+	# sam2 ships as an sdist: build it against the torch installed here (no CUDA extension, no
+	# isolated build env that would download torch again), before the rest.
+	$(PY) -m pip install "torch>=2.5.1" "setuptools>=77" wheel
+	SAM2_BUILD_CUDA=0 $(PY) -m pip install --no-build-isolation "sam2>=1.1.0"
 	$(PY) -m pip install -e ".[dev]"
 	touch $(STAMP)
 

@@ -52,3 +52,31 @@ def tiny_sam_reference(tiny_sam_checkpoint, tiny_sam_config):
 @pytest.fixture(scope="session")
 def sample_paths() -> list[Path]:
     return sorted(p for p in SAMPLES.iterdir() if p.suffix.lower() in {".png", ".jpg"})
+
+
+@pytest.fixture(scope="session")
+def family_checkpoint(tmp_path_factory):
+    """family_checkpoint(name) -> (path, model): a random-weight model of another SAM family
+    (tests/family_factory.py), built with its own package once per session and saved as its
+    official files are saved. Skips when the family's package is not installed."""
+    built: dict = {}
+
+    def get(name: str):
+        from family_factory import EXTRA_SPECS, SPECS
+
+        if name not in built:
+            spec = SPECS.get(name) or EXTRA_SPECS[name]
+            pytest.importorskip(spec.package)
+            model = spec.build()
+            path = spec.save(model, tmp_path_factory.mktemp(name) / spec.filename)
+            built[name] = (path, model)
+        return built[name]
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def shared_model_cache(tmp_path_factory):
+    """One cache folder for exported decoders, so the tests that load the same family through
+    the default path (ONNX decoder) export it once."""
+    return tmp_path_factory.mktemp("shared-model-cache")

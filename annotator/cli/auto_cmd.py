@@ -175,9 +175,13 @@ def _run(
     todo = [(path, records[path.resolve()]) for path in paths if path.resolve() in records]
 
     if engine is None and not all(record.done for _, record in todo):
-        from annotator.engines.sam import load_sam
+        from annotator.engines.families import load_model
 
-        engine = load_sam(checkpoint, model_type, device, encoder="fast", decoder="torch")
+        engine = load_model(checkpoint, model_type, device, encoder="fast", decoder="torch")
+    if engine is not None and not getattr(engine, "supports_automatic", True):
+        raise UserError(
+            f"{engine.name} cannot segment everything yet; use a SAM or MobileSAM model."
+        )
     cache = EmbeddingCache()
     if not existed or report.added or len(project.categories) != categories_before:
         session.save()  # the file exists, valid, from the start

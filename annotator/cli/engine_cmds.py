@@ -151,11 +151,11 @@ def _load_engine(args):
         print("annotator: no --checkpoint: using the classic GrabCut engine.", file=sys.stderr)
         return ClassicEngine()
     checkpoint = Path(args.checkpoint).expanduser()
-    if not checkpoint.is_file():
+    if not checkpoint.exists():
         raise UserError(f"Checkpoint {checkpoint} does not exist.")
-    from annotator.engines.sam import load_sam
+    from annotator.engines.families import load_model
 
-    return load_sam(checkpoint, model_type=args.model_type, device=args.device)
+    return load_model(checkpoint, model_type=args.model_type, device=args.device)
 
 
 def _write_mask_png(mask, path: Path) -> None:
@@ -199,10 +199,9 @@ def _segment(args) -> int:
 
 
 def _info(args) -> int:
-    from annotator.engines.sam import inspect_checkpoint
+    from annotator.engines.families import inspect_checkpoint
 
-    architecture = inspect_checkpoint(Path(args.checkpoint).expanduser())
-    print(architecture.describe())
+    print(inspect_checkpoint(Path(args.checkpoint).expanduser()).describe())
     return 0
 
 

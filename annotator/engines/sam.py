@@ -68,6 +68,10 @@ class SamArchitecture:
             f"{self.image_size}px input"
         )
 
+    def key(self) -> tuple:
+        """Everything that changes the modules built (the type name aside)."""
+        return _shape_key(self)
+
     def same_shape(self, other: SamArchitecture) -> bool:
         """Whether two architectures build the same modules (the type name aside)."""
         return _shape_key(self) == _shape_key(other)
@@ -420,18 +424,37 @@ def load_sam(
     architecture = architecture_from_state_dict(state_dict, path.name)
     check_model_type(architecture, model_type, path.name)
     resolved = resolve_device(device)
+    return _load(state_dict, architecture, path, resolved, encoder, decoder)
+
+
+def _load(state_dict, architecture: SamArchitecture, path: Path, device, encoder, decoder):
     sam = _model_from_state_dict(state_dict, architecture, path.name)
     del state_dict
-    sam = sam.to(resolved)
+    sam = sam.to(device)
     fingerprint = checkpoint_fingerprint(path, architecture)
     return SamEngine(
         sam,
         architecture=architecture,
-        device=resolved,
+        device=device,
         fingerprint=fingerprint,
         encoder=encoder,
         decoder=decoder,
     )
+
+
+# The family adapter interface (annotator.engines.families).
+
+
+def detect(state_dict, name: str):
+    """families.ModelInfo of a SAM 1 state dict."""
+    from annotator.engines.families import ModelInfo
+
+    architecture = architecture_from_state_dict(state_dict, name)
+    return ModelInfo("sam1", architecture.model_type, architecture)
+
+
+def load(state_dict, info, path: Path, *, device: str, encoder: str, decoder: str) -> SamEngine:
+    return _load(state_dict, info.config, path, device, encoder, decoder)
 
 
 # --------------------------------------------------------------------------------------------
@@ -445,6 +468,10 @@ class SamEngine:
     `SamPredictor.predict` on the same model (exactly with encoder="stock", decoder="torch"; to
     float rounding with the fast encoder or the ONNX decoder). Only ever used from one thread.
     """
+
+    family = (
+        "sam1"  # annotator.engines.families key (MobileSAM and EfficientViT-SAM reuse the class)
+    )
 
     def __init__(
         self,

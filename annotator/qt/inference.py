@@ -65,9 +65,22 @@ NEEDS_SAM = (
 )
 
 
+def needs_sam_message(engine_name: str) -> str:
+    """Why segment everything is unavailable with the engine called `engine_name`."""
+    if engine_name.lower().startswith("classic"):
+        return NEEDS_SAM
+    return (
+        f"{engine_name} cannot segment everything yet; SAM, MobileSAM and EfficientViT-SAM "
+        "checkpoints can (Ctrl+M)."
+    )
+
+
 def supports_automatic(engine) -> bool:
-    """Whether `generate_proposals` can run with `engine` (it needs the segment_anything model)."""
-    return getattr(engine, "model", None) is not None
+    """Whether `generate_proposals` can run with `engine` (it needs a segment_anything `Sam`; a
+    family whose decoder is not SAM's says so with `supports_automatic = False`)."""
+    return getattr(engine, "model", None) is not None and getattr(
+        engine, "supports_automatic", True
+    )
 
 
 @dataclass(frozen=True)
@@ -159,9 +172,9 @@ class EmbeddingState(Enum):
 def default_engine_loader(spec: EngineSpec) -> Segmenter:
     """Load what `spec` names; runs in the worker (imports torch there, not on the GUI thread)."""
     if spec.checkpoint:
-        from annotator.engines.sam import load_sam
+        from annotator.engines.families import load_model
 
-        return load_sam(spec.checkpoint, model_type=spec.model_type, device=spec.device)
+        return load_model(spec.checkpoint, model_type=spec.model_type, device=spec.device)
     from annotator.engines.classic import ClassicEngine
 
     return ClassicEngine()
@@ -368,7 +381,7 @@ class InferenceWorker(QObject):
             finish(message="No model is loaded.")
             return
         if not supports_automatic(self.engine):
-            finish(message=NEEDS_SAM)
+            finish(message=needs_sam_message(getattr(self.engine, "name", "Classic")))
             return
         if job.cancel.is_set():
             finish(cancelled=True)

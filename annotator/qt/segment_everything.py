@@ -12,7 +12,7 @@ from __future__ import annotations
 from PySide6.QtCore import QObject, Qt
 
 from annotator.core.proposals import CompactProposal
-from annotator.qt.inference import NEEDS_SAM, AutoMasked
+from annotator.qt.inference import AutoMasked, needs_sam_message
 from annotator.qt.proposals import AutoMaskSettingsDialog
 
 
@@ -40,7 +40,7 @@ class SegmentEverything(QObject):
             status.showMessage("The model is not loaded yet; try again when it is.", 6000)
             return False
         if not info.automatic:
-            status.showMessage(NEEDS_SAM, 10000)
+            status.showMessage(needs_sam_message(info.name), 10000)
             return False
         if controller.auto_running:
             status.showMessage("Segment everything is already running (Esc cancels it).", 4000)

@@ -1,0 +1,109 @@
+"""Embed and click time per model family, Annotator's engine against the family's own predictor,
+in the same run (random weights at the official sizes; speed does not depend on their values).
+
+    python bench/bench_families.py [FAMILY ...]    # mobilesam, hq_tiny, sam2.1_t, efficientvit_l0
+
+Each row: set_image vs encode (median of 2, interleaved), predict vs decode for one point
+(median of 5), on a 1024x768 image; the engine loads through `families.load_model` with its default
+paths (the ONNX decoder where the family shares SAM's). Nothing is asserted.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import _common  # noqa: F401  (sets THP_MEM_ALLOC_ENABLE before torch)
+from _common import BENCH_DIR, interleaved_times, synthetic_image
+
+
+def _mobilesam():
+    from mobile_sam import SamPredictor, sam_model_registry
+
+    return sam_model_registry["vit_t"](), SamPredictor, "plain"
+
+
+def _hq_tiny():
+    from segment_anything_hq import SamPredictor, sam_model_registry
+
+    return sam_model_registry["vit_tiny"](), SamPredictor, "plain"
+
+
+def _sam2_t():
+    from sam2.build_sam import build_sam2
+    from sam2.sam2_image_predictor import SAM2ImagePredictor
+
+    model = build_sam2("configs/sam2.1/sam2.1_hiera_t.yaml", ckpt_path=None, device="cpu")
+    return model, SAM2ImagePredictor, "model"
+
+
+def _efficientvit_l0():
+    from efficientsam.models.efficientvit.sam import EfficientViTSamPredictor
+    from efficientsam.sam_model_zoo import create_efficientvit_sam_model
+
+    model = create_efficientvit_sam_model("efficientvit-sam-l0", pretrained=False)
+    return model, EfficientViTSamPredictor, "plain"
+
+
+BUILDERS = {
+    "mobilesam": _mobilesam,
+    "hq_tiny": _hq_tiny,
+    "sam2.1_t": _sam2_t,
+    "efficientvit_l0": _efficientvit_l0,
+}
+
+
+def bench(name: str) -> str:
+    import numpy as np
+    import torch
+
+    from annotator.engines import families
+    from annotator.engines.base import Prompts
+
+    model, predictor_class, layout = BUILDERS[name]()
+    model = model.eval()
+    BENCH_DIR.mkdir(parents=True, exist_ok=True)
+    path = BENCH_DIR / f"{name}_random.pt"
+    state = model.state_dict()
+    torch.save({"model": state} if layout == "model" else state, path)
+    image = synthetic_image(768, 1024)
+    predictor = predictor_class(model)
+    engine = families.load_model(path, device="cpu")
+    point = np.array([[400.0, 300.0]], np.float32)
+    prompts = Prompts(points=point, labels=np.array([1], np.int32), multimask=True)
+    embeds = interleaved_times(
+        {"reference": lambda: predictor.set_image(image), "ours": lambda: engine.encode(image)},
+        repeat=2,
+    )
+    embedding = engine.encode(image)
+    clicks = interleaved_times(
+        {
+            "reference": lambda: predictor.predict(
+                point_coords=point, point_labels=np.array([1]), multimask_output=True
+            ),
+            "ours": lambda: engine.decode(embedding, prompts).mask(0),
+        },
+        repeat=5,
+    )
+    e_ref, e_ours = embeds["reference"]["median"], embeds["ours"]["median"]
+    c_ref, c_ours = clicks["reference"]["median"], clicks["ours"]["median"]
+    return (
+        f"| {name} | {e_ref:.2f} s | {e_ours:.2f} s ({e_ours / e_ref:.2f}x) "
+        f"| {c_ref * 1000:.0f} ms | {c_ours * 1000:.0f} ms ({c_ours / c_ref:.2f}x) "
+        f"| {getattr(engine, 'decoder_kind', 'torch')} |"
+    )
+
+
+def main(argv: list[str]) -> int:
+    names = argv or list(BUILDERS)
+    print("| family | reference set_image | encode | reference predict | decode | decoder |")
+    print("|---|---|---|---|---|---|")
+    for name in names:
+        try:
+            print(bench(name), flush=True)
+        except ModuleNotFoundError as exc:
+            print(f"| {name} | skipped: {exc.name} is not installed | | | | |", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
