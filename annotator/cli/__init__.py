@@ -28,7 +28,13 @@ _COMMAND_MODULES = (
 )
 
 
-MODEL_TYPES = ("auto", "vit_b", "vit_l", "vit_h")
+def _model_types() -> tuple[str, ...]:
+    from annotator.engines.families import MODEL_TYPES as FAMILY_TYPES  # no torch: cheap
+
+    return ("auto", *FAMILY_TYPES)
+
+
+MODEL_TYPES = _model_types()
 
 
 class _Parser(argparse.ArgumentParser):

@@ -132,103 +132,73 @@ def run_auto(
     existed = out.exists()
     session, report = _open_session(out, paths)
     try:
-        return _run(
-            session,
-            paths,
-            existed,
-            report,
-            settings,
-            engine,
-            checkpoint,
-            model_type,
-            device,
-            show_progress,
-            on_step,
-            on_image_saved,
-        )
+        from annotator.core.images import load_image
+        from annotator.engines.automatic import generate_proposals
+        from annotator.engines.cache import EmbeddingCache
+
+        project, out = session.project, session.project.path
+        categories_before = len(project.categories)
+        category_id = _object_category(session)
+        records = _records_by_path(project)
+        todo = [(path, records[path.resolve()]) for path in paths if path.resolve() in records]
+
+        if engine is None and not all(record.done for _, record in todo):
+            from annotator.engines.families import load_model
+
+            engine = load_model(checkpoint, model_type, device, encoder="fast", decoder="torch")
+        if engine is not None and not getattr(engine, "supports_automatic", True):
+            raise UserError(
+                f"{engine.name} cannot segment everything yet; use a SAM or MobileSAM model."
+            )
+        cache = EmbeddingCache()
+        if not existed or report.added or len(project.categories) != categories_before:
+            session.save()  # the file exists, valid, from the start
+
+        bar = _progress_bar(len(todo), show_progress)
+        try:
+            for path, record in todo:
+                if record.done:
+                    report.skipped.append(record.file_name)
+                    bar.update(1)
+                    continue
+                try:
+                    image = load_image(path)
+                except UserError as exc:
+                    report.unreadable.append(str(exc))
+                    bar.update(1)
+                    continue
+                if image.shape[:2] != (record.height, record.width):
+                    report.unreadable.append(
+                        f"{record.file_name} is {image.shape[1]}x{image.shape[0]} pixels but the "
+                        f"project says {record.width}x{record.height}; it was left out."
+                    )
+                    bar.update(1)
+                    continue
+                embedding, hit = cache.encode_cached(engine, image)
+                report.cache_hits += int(hit)
+                proposals = generate_proposals(
+                    engine, image, settings, embedding=embedding, progress=on_step
+                )
+                count = _add_proposals(session, record, category_id, proposals)
+                session.save()
+                report.processed.append(record.file_name)
+                report.proposals += count
+                bar.update(1)
+                bar.set_postfix(proposals=report.proposals)
+                if on_image_saved is not None:
+                    on_image_saved(record.file_name, count)
+        except KeyboardInterrupt:
+            bar.close()
+            print(
+                f"annotator: stopped after {len(report.processed)} image(s); {out.name} holds every "
+                "finished image: run the same command again to continue.",
+                file=sys.stderr,
+            )
+            raise
+        bar.close()
+        return report
     finally:
         session.close()
-
-
-def _run(
-    session,
-    paths,
-    existed,
-    report,
-    settings,
-    engine,
-    checkpoint,
-    model_type,
-    device,
-    show_progress,
-    on_step,
-    on_image_saved,
-) -> AutoRunReport:
-    from annotator.core.images import load_image
-    from annotator.engines.automatic import generate_proposals
-    from annotator.engines.cache import EmbeddingCache
-
-    project, out = session.project, session.project.path
-    categories_before = len(project.categories)
-    category_id = _object_category(session)
-    records = _records_by_path(project)
-    todo = [(path, records[path.resolve()]) for path in paths if path.resolve() in records]
-
-    if engine is None and not all(record.done for _, record in todo):
-        from annotator.engines.families import load_model
-
-        engine = load_model(checkpoint, model_type, device, encoder="fast", decoder="torch")
-    if engine is not None and not getattr(engine, "supports_automatic", True):
-        raise UserError(
-            f"{engine.name} cannot segment everything yet; use a SAM or MobileSAM model."
-        )
-    cache = EmbeddingCache()
-    if not existed or report.added or len(project.categories) != categories_before:
-        session.save()  # the file exists, valid, from the start
-
-    bar = _progress_bar(len(todo), show_progress)
-    try:
-        for path, record in todo:
-            if record.done:
-                report.skipped.append(record.file_name)
-                bar.update(1)
-                continue
-            try:
-                image = load_image(path)
-            except UserError as exc:
-                report.unreadable.append(str(exc))
-                bar.update(1)
-                continue
-            if image.shape[:2] != (record.height, record.width):
-                report.unreadable.append(
-                    f"{record.file_name} is {image.shape[1]}x{image.shape[0]} pixels but the "
-                    f"project says {record.width}x{record.height}; it was left out."
-                )
-                bar.update(1)
-                continue
-            embedding, hit = cache.encode_cached(engine, image)
-            report.cache_hits += int(hit)
-            proposals = generate_proposals(
-                engine, image, settings, embedding=embedding, progress=on_step
-            )
-            count = _add_proposals(session, record, category_id, proposals)
-            session.save()
-            report.processed.append(record.file_name)
-            report.proposals += count
-            bar.update(1)
-            bar.set_postfix(proposals=report.proposals)
-            if on_image_saved is not None:
-                on_image_saved(record.file_name, count)
-    except KeyboardInterrupt:
-        bar.close()
-        print(
-            f"annotator: stopped after {len(report.processed)} image(s); {out.name} holds every "
-            "finished image: run the same command again to continue.",
-            file=sys.stderr,
-        )
-        raise
-    bar.close()
-    return report
 
 
 def _open_session(out: Path, paths: list[Path]):
