@@ -26,7 +26,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -39,6 +39,7 @@ from annotator.core.commands import (
     CompositeCommand,
     DeleteAnnotations,
     DeleteCategory,
+    EditMask,
     RecolorCategory,
     RelabelAnnotations,
     RenameCategory,
@@ -117,6 +118,22 @@ class OpenReport:
     """Sentences for the person about what opening found (nothing in it was dropped)."""
 
     messages: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class EditResult:
+    """What a mask edit did: pixels changed (all annotations together), annotations deleted
+    because the edit left them empty."""
+
+    changed: int
+    deleted: tuple[int, ...] = ()
+
+
+def _sized(mask: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    mask = np.asarray(mask, bool)
+    if mask.shape != tuple(shape):
+        raise ValueError(f"the mask is {mask.shape}, the image {tuple(shape)}")
+    return mask
 
 
 class AnnotationSession:
@@ -561,6 +578,80 @@ class AnnotationSession:
         )
         self.push(AddAnnotation(annotation))
         return annotation
+
+    def edit_masks(self, masks: dict[int, np.ndarray], text: str = "Edit mask") -> EditResult:
+        """Give annotations new HxW bool masks (of their image's size): one undo step for all,
+        recording only the masks that change; none changed, nothing is pushed.
+
+        A mask edited to nothing deletes its annotation in that same step (an annotation always
+        has pixels; erasing an object away means removing it, and Ctrl+Z brings it back).
+        Raises KeyError (an unknown id) or ValueError (a wrong size) before anything changes."""
+        from annotator.core.masks import encode_mask
+
+        commands: list[Command] = []
+        changed, deleted = 0, []
+        for annotation_id, mask in masks.items():
+            annotation = self.project.annotation(annotation_id)
+            mask = np.array(mask, dtype=bool)  # a copy: the caller's buffer may change
+            size = tuple(annotation.rle["size"])
+            if mask.shape != size:
+                raise ValueError(f"the mask is {mask.shape}, annotation {annotation_id} {size}")
+            old = self.masks.mask(annotation)
+            count = int(np.count_nonzero(old != mask))
+            if count == 0:
+                continue
+            changed += count
+            if not mask.any():
+                commands.append(DeleteAnnotations([annotation_id]))
+                deleted.append(annotation_id)
+                continue
+            command = EditMask(annotation_id, encode_mask(mask), text)
+            commands.append(command)
+            # Cached under the new RLE before the redraw the push causes: no decode for it.
+            self.masks.put(replace(annotation, rle=command.rle), mask)
+        if commands:
+            if deleted:
+                text = f"{text} (deleted {len(deleted)} emptied)"
+            self.push(commands[0] if len(commands) == 1 else CompositeCommand(text, commands))
+        return EditResult(changed, tuple(deleted))
+
+    def edit_mask(self, annotation_id: int, mask: np.ndarray, text: str = "Edit mask"):
+        """`edit_masks` for one annotation."""
+        return self.edit_masks({annotation_id: mask}, text)
+
+    def add_to_mask(self, annotation_id: int, mask: np.ndarray, text: str = "Add to mask"):
+        """The annotation's mask united with the HxW bool `mask` (one undo step)."""
+        old = self.masks.mask(self.project.annotation(annotation_id))
+        return self.edit_mask(annotation_id, old | _sized(mask, old.shape), text)
+
+    def cut_from_mask(self, annotation_id: int, mask: np.ndarray, text: str = "Cut from mask"):
+        """The annotation's mask without the HxW bool `mask` (one undo step; emptied: deleted)."""
+        old = self.masks.mask(self.project.annotation(annotation_id))
+        return self.edit_mask(annotation_id, old & ~_sized(mask, old.shape), text)
+
+    def clean_up(self, ids, operation: str, amount: int = 0) -> EditResult:
+        """A clean-up of each annotation in `ids`, one undo step for all: "fill_holes"
+        (background 4-connected), "remove_islands" (foreground 8-connected parts of fewer than
+        `amount` pixels), "smooth" (opening then closing with a disc of radius `amount`)."""
+        from annotator.core import mask_edit
+
+        texts = {
+            "fill_holes": "Fill holes",
+            "remove_islands": f"Remove islands under {amount} px",
+            "smooth": f"Smooth (radius {amount})",
+        }
+        if operation not in texts:
+            raise ValueError(f"unknown clean-up {operation!r}")
+        masks = {}
+        for annotation_id in ids:
+            mask = self.masks.mask(self.project.annotation(annotation_id))
+            if operation == "fill_holes":
+                masks[annotation_id] = mask_edit.fill_holes(mask)
+            elif operation == "remove_islands":
+                masks[annotation_id] = mask_edit.remove_islands(mask, int(amount))
+            else:
+                masks[annotation_id] = mask_edit.smooth(mask, int(amount))
+        return self.edit_masks(masks, texts[operation])
 
     def delete_annotations(self, ids) -> None:
         self.push(DeleteAnnotations(ids))
