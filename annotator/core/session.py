@@ -570,13 +570,15 @@ class AnnotationSession:
         self._listeners.clear()
 
     # ================================================================== edits
-    def add_mask(self, image_id: int, category_id: int, mask: np.ndarray) -> Annotation:
+    def add_mask(
+        self, image_id: int, category_id: int, mask: np.ndarray, text: str = "Add annotation"
+    ) -> Annotation:
         """A new annotation of the HxW bool `mask` (one undo step). ValueError when empty."""
         self.project.category(category_id)
         annotation = annotation_from_mask(
             self.project.next_annotation_id(), image_id, category_id, mask
         )
-        self.push(AddAnnotation(annotation))
+        self.push(AddAnnotation(annotation, text))
         return annotation
 
     def edit_masks(self, masks: dict[int, np.ndarray], text: str = "Edit mask") -> EditResult:
