@@ -655,6 +655,61 @@ class AnnotationSession:
                 masks[annotation_id] = mask_edit.smooth(mask, int(amount))
         return self.edit_masks(masks, texts[operation])
 
+    def merge(self, ids) -> Annotation:
+        """Two or more annotations of one image become one (one undo step): the lowest id keeps
+        its id, label and foreign keys, with the union of the masks; the others are deleted.
+        Raises ValueError (fewer than two, several images) or KeyError."""
+        from annotator.core.masks import encode_mask
+
+        ids = sorted(dict.fromkeys(ids))
+        annotations = [self.project.annotation(i) for i in ids]
+        if len(annotations) < 2:
+            raise ValueError("select two or more annotations to merge")
+        if len({a.image_id for a in annotations}) > 1:
+            raise ValueError("annotations on different images cannot be merged")
+        keep = annotations[0]
+        union = np.zeros(tuple(keep.rle["size"]), bool)
+        for annotation in annotations:
+            union |= self.masks.mask(annotation)
+        commands: list[Command] = []
+        if self.masks.mask(keep).sum() != union.sum():
+            commands.append(EditMask(keep.id, encode_mask(union), "Merge"))
+        commands.append(DeleteAnnotations(ids[1:]))
+        self.push(CompositeCommand(f"Merge {len(ids)} annotations", commands))
+        return self.project.annotation(keep.id)
+
+    def split(self, annotation_id: int) -> list[Annotation]:
+        """An annotation of several parts (8-connected) becomes one per part (one undo step):
+        it keeps its largest part (the first of equals), each other part is a new annotation of
+        its label, crossing and foreign keys, on top. Returns them all, the original first.
+        Raises ValueError for a one-part mask."""
+        from annotator.core.mask_edit import components
+        from annotator.core.masks import encode_mask
+
+        annotation = self.project.annotation(annotation_id)
+        parts = components(self.masks.mask(annotation))
+        if len(parts) < 2:
+            raise ValueError(f"annotation {annotation_id} has one part only")
+        largest = max(range(len(parts)), key=lambda n: (int(parts[n].sum()), -n))
+        rest = [p for n, p in enumerate(parts) if n != largest]
+        next_id = self.project.next_annotation_id()
+        new = [
+            replace(
+                annotation_from_mask(
+                    next_id + n, annotation.image_id, annotation.category_id, part,
+                    annotation.iscrowd,
+                ),
+                extra=annotation.extra,
+            )
+            for n, part in enumerate(rest)
+        ]  # fmt: skip
+        commands: list[Command] = [
+            EditMask(annotation_id, encode_mask(parts[largest]), "Split"),
+            *(AddAnnotation(a) for a in new),
+        ]
+        self.push(CompositeCommand(f"Split into {len(parts)} parts", commands))
+        return [self.project.annotation(annotation_id), *new]
+
     def delete_annotations(self, ids) -> None:
         self.push(DeleteAnnotations(ids))
 

@@ -60,6 +60,8 @@ class EditTools(QObject):
         actions["fill_holes"].triggered.connect(lambda: self.clean_up("fill_holes"))
         actions["remove_islands"].triggered.connect(lambda: self.clean_up("remove_islands"))
         actions["smooth_masks"].triggered.connect(lambda: self.clean_up("smooth"))
+        actions["merge_annotations"].triggered.connect(self.merge)
+        actions["split_annotation"].triggered.connect(self.split)
         self.canvas.select_at.connect(self.select_at)
         self.canvas.stroke_finished.connect(self.on_stroke)
         self.canvas.polygon_closed.connect(lambda vertices: self.finish_polygon(vertices, "new"))
@@ -265,6 +267,30 @@ class EditTools(QObject):
             self._say(f"{text}: no pixel changed.", 4000)
         self._report(result)
         return True
+
+    # ================================================================== merge and split
+    def merge(self) -> None:
+        """Ctrl+G: the selected annotations become one (the lowest id keeps id and label)."""
+        window = self.window
+        ids = [i for i in window._selected if window.project.has_annotation(i)]
+        if len(ids) < 2:
+            self._say("Select two or more annotations to merge (Ctrl+Shift+click adds).", 5000)
+            return
+        kept = window.edit_result(window.session.merge, ids)
+        if kept is not None:
+            window.select_annotations((kept.id,))
+            self._say(f"Merged {len(ids)} annotations into {kept.id}.", 5000)
+
+    def split(self) -> None:
+        """Ctrl+Shift+G: the selected annotation becomes one per 8-connected part."""
+        window = self.window
+        target = self._single_selected()
+        if target is None:
+            return
+        parts = window.edit_result(window.session.split, target)
+        if parts is not None:
+            window.select_annotations(tuple(a.id for a in parts))
+            self._say(f"Split annotation {target} into {len(parts)} parts.", 5000)
 
     # ================================================================== clean-up
     def clean_up(self, operation: str, amount: int | None = None) -> None:

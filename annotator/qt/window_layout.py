@@ -152,6 +152,8 @@ def build_menus_and_toolbar(self) -> None:
                 "fill_holes",
                 "remove_islands",
                 "smooth_masks",
+                "merge_annotations",
+                "split_annotation",
                 None,
                 "delete_annotations",
                 "toggle_done",

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from annotator.core.coco import load_project
@@ -152,4 +153,37 @@ def test_clean_up_of_several_annotations_is_one_step(tmp_path):
     session.undo()
     assert session.project.annotation(first.id) == first
     assert session.project.annotation(second.id) == second
+    session.close()
+
+
+def test_merge_keeps_the_lowest_id_and_split_gives_the_8_connected_parts(tmp_path):
+    session = _session(tmp_path)
+    image = session.project.images[0].id
+    a = session.add_mask(image, 2, _square(2, 6, 2, 6))
+    b = session.add_mask(image, 1, _square(10, 12, 10, 20))
+    c = session.add_mask(image, 3, _square(5, 8, 5, 8))  # overlaps a
+    count = session.stack.count()
+    merged = session.merge([c.id, b.id, a.id])
+    assert session.stack.count() == count + 1
+    assert merged.id == a.id and merged.category_id == 2
+    union = _square(2, 6, 2, 6) | _square(10, 12, 10, 20) | _square(5, 8, 5, 8)
+    np.testing.assert_array_equal(merged.mask(), union)
+    assert [x.id for x in session.project.annotations_of(image)] == [a.id]
+    parts = session.split(a.id)
+    assert session.stack.count() == count + 2
+    assert parts[0].id == a.id and len(parts) == 2  # a and c touch: one 8-connected part
+    np.testing.assert_array_equal(parts[0].mask(), _square(2, 6, 2, 6) | _square(5, 8, 5, 8))
+    np.testing.assert_array_equal(parts[1].mask(), _square(10, 12, 10, 20))
+    assert parts[1].category_id == 2
+    diagonal = np.zeros((H, W), bool)
+    diagonal[0, 0] = diagonal[1, 1] = True  # 8-connected: one part
+    single = session.add_mask(image, 1, diagonal)
+    with pytest.raises(ValueError):
+        session.split(single.id)
+    session.undo()  # the diagonal
+    session.undo()  # the split
+    np.testing.assert_array_equal(session.project.annotation(a.id).mask(), union)
+    session.undo()  # the merge
+    assert [x.id for x in session.project.annotations_of(image)] == [a.id, b.id, c.id]
+    assert session.project.annotation(b.id) == b and session.project.annotation(c.id) == c
     session.close()

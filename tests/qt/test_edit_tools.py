@@ -351,3 +351,25 @@ def test_tools_keys_are_in_the_sheet(qtbot, make_window, tiny_engine):
         assert label in text
     for gesture in ("Ctrl + click", "Ctrl + Shift + click"):
         assert gesture in text
+
+
+def test_ctrl_g_merges_the_selection_and_ctrl_shift_g_splits(qtbot, make_window, tiny_engine):
+    window = _window(qtbot, make_window, tiny_engine)
+    record = window.current_record()
+    category = window.current_category_id
+    first = window.session.add_mask(record.id, category, _square(window, 10, 20, 10, 20))
+    second = window.session.add_mask(record.id, category, _square(window, 40, 50, 40, 50))
+    _ctrl_click(window, 15, 15)
+    _ctrl_click(window, 45, 45, CTRL | SHIFT)
+    key(qtbot, window, Qt.Key.Key_G, CTRL)
+    (merged,) = window.project.annotations_of(record.id)
+    assert merged.id == first.id and window._selected == (first.id,)
+    union = _square(window, 10, 20, 10, 20) | _square(window, 40, 50, 40, 50)
+    np.testing.assert_array_equal(merged.mask(), union)
+    key(qtbot, window, Qt.Key.Key_G, CTRL | SHIFT)
+    parts = window.project.annotations_of(record.id)
+    assert len(parts) == 2 and set(window._selected) == {a.id for a in parts}
+    np.testing.assert_array_equal(parts[0].mask() | parts[1].mask(), union)
+    key(qtbot, window, Qt.Key.Key_Z, CTRL)
+    key(qtbot, window, Qt.Key.Key_Z, CTRL)
+    assert window.project.annotation(second.id) == second
