@@ -128,6 +128,21 @@ class EditMask:
         )
 
 
+class SetProjectSetting:
+    """Change one of the project's own settings (None removes it)."""
+
+    def __init__(self, key: str, value, text: str = "Change project setting"):
+        self.key, self.value, self.text = key, value, text
+        self._old = None
+
+    def apply(self, project: Project) -> None:
+        self._old = project.settings.get(self.key)
+        project.set_setting(self.key, self.value)
+
+    def revert(self, project: Project) -> None:
+        project.set_setting(self.key, self._old)
+
+
 class AddCategory:
     def __init__(self, category: Category, text: str | None = None):
         self.category = category

@@ -45,11 +45,13 @@ from annotator.core.commands import (
     RenameCategory,
     ReplaceImages,
     SetImageDone,
+    SetProjectSetting,
     UndoStack,
 )
 from annotator.core.journal import Delta, Journal, file_stamp, journal_path, read_journal_lines
 from annotator.core.mask_cache import MaskCache
 from annotator.core.project import (
+    MASKS_DO_NOT_OVERLAP,
     Annotation,
     Category,
     ImageRecord,
@@ -575,6 +577,13 @@ class AnnotationSession:
     ) -> Annotation:
         """A new annotation of the HxW bool `mask` (one undo step). ValueError when empty."""
         self.project.category(category_id)
+        mask = np.asarray(mask, bool)
+        if self.masks_do_not_overlap:
+            mask = mask & ~self._taken(image_id, mask.shape, ())
+            if not mask.any():
+                raise ValueError(
+                    "every pixel of it belongs to other annotations (masks do not overlap)"
+                )
         annotation = annotation_from_mask(
             self.project.next_annotation_id(), image_id, category_id, mask
         )
@@ -592,12 +601,18 @@ class AnnotationSession:
 
         commands: list[Command] = []
         changed, deleted = 0, []
+        taken: dict[int, np.ndarray] = {}
         for annotation_id, mask in masks.items():
             annotation = self.project.annotation(annotation_id)
             mask = np.array(mask, dtype=bool)  # a copy: the caller's buffer may change
             size = tuple(annotation.rle["size"])
             if mask.shape != size:
                 raise ValueError(f"the mask is {mask.shape}, annotation {annotation_id} {size}")
+            if self.masks_do_not_overlap:
+                image_id = annotation.image_id
+                if image_id not in taken:
+                    taken[image_id] = self._taken(image_id, size, masks.keys())
+                mask &= ~taken[image_id]
             old = self.masks.mask(annotation)
             count = int(np.count_nonzero(old != mask))
             if count == 0:
@@ -616,6 +631,33 @@ class AnnotationSession:
                 text = f"{text} (deleted {len(deleted)} emptied)"
             self.push(commands[0] if len(commands) == 1 else CompositeCommand(text, commands))
         return EditResult(changed, tuple(deleted))
+
+    @property
+    def masks_do_not_overlap(self) -> bool:
+        """The project setting: new and edited masks lose the pixels others hold."""
+        return bool(self.project.settings.get(MASKS_DO_NOT_OVERLAP, False))
+
+    def set_masks_do_not_overlap(self, on: bool) -> None:
+        """Turn the setting on or off (one undo step; saved in the project file)."""
+        if bool(on) != self.masks_do_not_overlap:
+            self.push(
+                SetProjectSetting(
+                    MASKS_DO_NOT_OVERLAP,
+                    True if on else None,  # off is the default: nothing written
+                    "Masks do not overlap" if on else "Masks may overlap",
+                )
+            )
+
+    def _taken(self, image_id: int, shape, exclude) -> np.ndarray:
+        """HxW bool: the pixels the image's annotations (but `exclude`) hold."""
+        taken = np.zeros(tuple(shape), bool)
+        exclude = set(exclude)
+        for annotation in self.project.annotations_of(image_id):
+            if annotation.id not in exclude:
+                mask = self.masks.mask(annotation)
+                if mask.shape == taken.shape:
+                    taken |= mask
+        return taken
 
     def edit_mask(self, annotation_id: int, mask: np.ndarray, text: str = "Edit mask"):
         """`edit_masks` for one annotation."""

@@ -61,6 +61,9 @@ class EditTools(QObject):
         actions["remove_islands"].triggered.connect(lambda: self.clean_up("remove_islands"))
         actions["smooth_masks"].triggered.connect(lambda: self.clean_up("smooth"))
         actions["merge_annotations"].triggered.connect(self.merge)
+        actions["masks_do_not_overlap"].triggered.connect(
+            lambda on: window.edit(window.session.set_masks_do_not_overlap, on)
+        )
         actions["split_annotation"].triggered.connect(self.split)
         self.canvas.select_at.connect(self.select_at)
         self.canvas.stroke_finished.connect(self.on_stroke)
@@ -119,6 +122,12 @@ class EditTools(QObject):
     def _shape(self) -> tuple[int, int] | None:
         display = self.window.display
         return None if display is None else (display.height, display.width)
+
+    def sync_settings(self) -> None:
+        """The project settings' actions show the project's values (after undo too)."""
+        self.window.actions["masks_do_not_overlap"].setChecked(
+            self.window.session.masks_do_not_overlap
+        )
 
     # ================================================================== keys (theirs first)
     def enter(self) -> bool:

@@ -202,6 +202,7 @@ class MainWindow(QMainWindow):
         self.image_panel.set_project(self.project)
         self._refresh_categories()
         self.refresh_history()
+        self.tools.sync_settings()
         self.current_index = -1
         if self.project.images:
             self.go_to(0)
@@ -237,6 +238,7 @@ class MainWindow(QMainWindow):
             self.image_panel.set_project(self.project)
             self._refresh_categories()
             self.refresh_history()
+            self.tools.sync_settings()
             self.go_to(min(index, len(self.project.images) - 1))
             return
         record = self.current_record()
@@ -258,6 +260,8 @@ class MainWindow(QMainWindow):
                 self._sync_done_action()
         if "proposals" in kinds:
             self._refresh_proposals()
+        if "settings" in kinds:
+            self.tools.sync_settings()
         if kinds.keys() & {"history", "dirty", "path"}:
             self.refresh_history()
         for event in events:

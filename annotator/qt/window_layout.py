@@ -154,6 +154,7 @@ def build_menus_and_toolbar(self) -> None:
                 "smooth_masks",
                 "merge_annotations",
                 "split_annotation",
+                "masks_do_not_overlap",
                 None,
                 "delete_annotations",
                 "toggle_done",

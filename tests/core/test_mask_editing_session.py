@@ -187,3 +187,46 @@ def test_merge_keeps_the_lowest_id_and_split_gives_the_8_connected_parts(tmp_pat
     assert [x.id for x in session.project.annotations_of(image)] == [a.id, b.id, c.id]
     assert session.project.annotation(b.id) == b and session.project.annotation(c.id) == c
     session.close()
+
+
+def test_masks_do_not_overlap_is_an_undoable_saved_project_setting(tmp_path):
+    from annotator.core.journal import Delta
+    from annotator.core.project import ProjectEvent
+
+    session = _session(tmp_path)
+    image = session.project.images[0].id
+    below = session.add_mask(image, 1, _square(2, 10, 2, 10))
+    assert not session.masks_do_not_overlap
+    session.set_masks_do_not_overlap(True)
+    assert session.masks_do_not_overlap and session.stack.undo_text() == "Masks do not overlap"
+    new = session.add_mask(image, 1, _square(5, 15, 5, 15))
+    np.testing.assert_array_equal(new.mask(), _square(5, 15, 5, 15) & ~_square(2, 10, 2, 10))
+    session.add_to_mask(below.id, _square(0, 20, 0, 4))  # grows, but not into `new`
+    np.testing.assert_array_equal(
+        session.project.annotation(below.id).mask(), _square(2, 10, 2, 10) | _square(0, 20, 0, 4)
+    )
+    session.add_to_mask(new.id, _square(0, 20, 0, 30))  # takes only free pixels
+    np.testing.assert_array_equal(
+        session.project.annotation(new.id).mask(),
+        ~(session.project.annotation(below.id).mask()),
+    )
+    with pytest.raises(ValueError, match="do not overlap"):
+        session.add_mask(image, 1, _square(0, 5, 0, 3))  # all taken
+    path = session.save()
+    assert json.loads(path.read_text())["annotator"]["settings"] == {"masks_do_not_overlap": True}
+    loaded, _ = load_project(path)
+    assert loaded.settings == {"masks_do_not_overlap": True}
+    assert loaded.state() == session.project.state()
+    # The journal carries the setting (crash recovery replays it).
+    delta = Delta.from_json(
+        json.loads(json.dumps(Delta.of(session.project, [ProjectEvent("settings")]).to_json()))
+    )
+    fresh, _ = load_project(path)
+    fresh.settings = {}
+    delta.apply_to(fresh)
+    assert fresh.settings == {"masks_do_not_overlap": True}
+    for _ in range(3):
+        session.undo()
+    session.undo()  # the setting
+    assert not session.masks_do_not_overlap and session.project.settings == {}
+    session.close()

@@ -373,3 +373,23 @@ def test_ctrl_g_merges_the_selection_and_ctrl_shift_g_splits(qtbot, make_window,
     key(qtbot, window, Qt.Key.Key_Z, CTRL)
     key(qtbot, window, Qt.Key.Key_Z, CTRL)
     assert window.project.annotation(second.id) == second
+
+
+def test_with_masks_do_not_overlap_a_stroke_keeps_off_the_others(qtbot, make_window, tiny_engine):
+    window = _window(qtbot, make_window, tiny_engine)
+    record = window.current_record()
+    other = window.session.add_mask(
+        record.id, window.current_category_id, _square(window, 20, 40, 20, 40)
+    )
+    action = window.actions["masks_do_not_overlap"]
+    action.trigger()
+    assert action.isChecked() and window.session.masks_do_not_overlap
+    key(qtbot, window, Qt.Key.Key_B)
+    path = [_widget(window, 10, 30), _widget(window, 50, 30)]
+    _drag(window, path)
+    new = window.project.annotations_of(record.id)[-1]
+    stroke = stroke_mask(_shape(window), [_image_point(window, p) for p in path], 5)
+    np.testing.assert_array_equal(new.mask(), stroke & ~other.mask())
+    window.session.undo()
+    window.session.undo()
+    assert not action.isChecked()  # the action follows the project's setting
