@@ -113,6 +113,7 @@ class Canvas(QWidget):
         self.tool = Tool.SAM
         self.brush_radius = 5.0  # image pixels
         self.tool_color = (255, 255, 255)  # the brush preview's colour
+        self.erase_target: np.ndarray | None = None  # HxW bool: what the eraser would cut
         self._stroke: list[tuple[float, float]] | None = None  # the path being drawn
         self._stroke_mask: np.ndarray | None = None  # HxW bool: its pixels so far
         self._stroke_rgba: np.ndarray | None = None  # its preview at the overlay's step
@@ -254,6 +255,11 @@ class Canvas(QWidget):
     def set_tool_color(self, color: tuple[int, int, int]) -> None:
         self.tool_color = tuple(color)
 
+    def set_erase_target(self, mask: np.ndarray | None) -> None:
+        """The selected annotation's HxW bool mask: the eraser's preview darkens only the
+        pixels it would remove (None: the whole stroke)."""
+        self.erase_target = mask
+
     @property
     def stroking(self) -> bool:
         return self._stroke is not None
@@ -316,7 +322,10 @@ class Canvas(QWidget):
         p0, p1 = c0 // step, -(-c1 // step)
         sub = self._stroke_mask[o0 * step : o1 * step : step, p0 * step : p1 * step : step]
         if self.tool is Tool.ERASER:
-            color = (20, 20, 20, 170)
+            color = (20, 20, 20, 190)
+            target = self.erase_target
+            if target is not None and target.shape == self._stroke_mask.shape:
+                sub = sub & target[o0 * step : o1 * step : step, p0 * step : p1 * step : step]
         else:
             alpha = int(round(255 * min(1.0, self.opacity + 0.15)))
             color = (*self.tool_color, alpha)

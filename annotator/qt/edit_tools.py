@@ -105,6 +105,13 @@ class EditTools(QObject):
             else window.current_category_id
         )
         self.canvas.set_tool_color(window._category_color(category))
+        target = None
+        if selected is not None:
+            try:
+                target = window.session.masks.mask(window.project.annotation(selected))
+            except ValueError:  # a corrupt RLE: the preview shows the whole stroke
+                pass
+        self.canvas.set_erase_target(target)
 
     def _single_selected(self, quiet: bool = False) -> int | None:
         ids = [i for i in self.window._selected if self.window.project.has_annotation(i)]

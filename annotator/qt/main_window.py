@@ -602,12 +602,12 @@ class MainWindow(QMainWindow):
             )
         items.sort(key=lambda item: item.selected)  # selected ones on top
         self.canvas.set_overlay_items(items)
+        self.tools.refresh_color()  # the tools' preview follows the selected mask
 
     def _on_selection(self, ids) -> None:
         if tuple(ids) != self._selected:  # the panel re-emits it when its list is rebuilt
             self._selected = tuple(ids)
             self._refresh_overlay()
-            self.tools.refresh_color()
 
     # ================================================================== engine state
     def start_inference(self) -> None:

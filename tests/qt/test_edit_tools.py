@@ -393,3 +393,21 @@ def test_with_masks_do_not_overlap_a_stroke_keeps_off_the_others(qtbot, make_win
     window.session.undo()
     window.session.undo()
     assert not action.isChecked()  # the action follows the project's setting
+
+
+def test_the_eraser_preview_darkens_only_what_it_would_remove(qtbot, make_window, tiny_engine):
+    window = _window(qtbot, make_window, tiny_engine)
+    record = window.current_record()
+    mask = _square(window, 20, 40, 20, 40)
+    annotation = window.session.add_mask(record.id, window.current_category_id, mask)
+    window.select_annotations((annotation.id,))
+    key(qtbot, window, Qt.Key.Key_E)
+    canvas = window.canvas
+    QTest.mousePress(canvas, LEFT, Qt.KeyboardModifier.NoModifier, _widget(window, 20, 30))
+    QTest.mouseMove(canvas, _widget(window, 10, 30))
+    darkened = canvas._stroke_rgba[..., 3] > 0  # the overlay step is 1 at this size
+    np.testing.assert_array_equal(darkened, canvas.stroke_preview() & mask)
+    assert (canvas.stroke_preview() & ~mask).any()
+    key(qtbot, window, Qt.Key.Key_Escape)  # Esc drops the stroke in progress
+    QTest.mouseRelease(canvas, LEFT, Qt.KeyboardModifier.NoModifier, _widget(window, 10, 30))
+    assert window.project.annotation(annotation.id) == annotation
