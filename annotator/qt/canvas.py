@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import enum
 import math
+import sys
 
 import numpy as np
 from PySide6.QtCore import QPointF, QRectF, Qt, Signal
@@ -58,6 +59,12 @@ GESTURES = (
     ("Left drag (brush / eraser)", "Paint into / erase from the selected annotation"),
     ("Left click (polygon)", "Add a vertex; a click on the first vertex closes it"),
 )
+
+
+def _premultiplied_bgra(rgb, alpha: int) -> tuple[int, int, int, int]:
+    """The bytes of one ARGB32-premultiplied pixel in memory (B, G, R, A on little-endian)."""
+    r, g, b = (int(round(v * alpha / 255)) for v in rgb)
+    return (b, g, r, alpha) if sys.byteorder == "little" else (alpha, r, g, b)
 
 
 class Tool(enum.Enum):
@@ -116,7 +123,9 @@ class Canvas(QWidget):
         self.erase_target: np.ndarray | None = None  # HxW bool: what the eraser would cut
         self._stroke: list[tuple[float, float]] | None = None  # the path being drawn
         self._stroke_mask: np.ndarray | None = None  # HxW bool: its pixels so far
-        self._stroke_rgba: np.ndarray | None = None  # its preview at the overlay's step
+        # Its preview at the overlay's step: premultiplied BGRA bytes (QImage's ARGB32
+        # premultiplied in memory), drawn without a conversion per paint.
+        self._stroke_rgba: np.ndarray | None = None
         self._polygon: list[tuple[float, float]] = []  # vertices placed so far
         self._cursor: QPointF | None = None  # widget position of the mouse, None outside
 
@@ -322,13 +331,13 @@ class Canvas(QWidget):
         p0, p1 = c0 // step, -(-c1 // step)
         sub = self._stroke_mask[o0 * step : o1 * step : step, p0 * step : p1 * step : step]
         if self.tool is Tool.ERASER:
-            color = (20, 20, 20, 190)
+            color = _premultiplied_bgra((20, 20, 20), 190)
             target = self.erase_target
             if target is not None and target.shape == self._stroke_mask.shape:
                 sub = sub & target[o0 * step : o1 * step : step, p0 * step : p1 * step : step]
         else:
             alpha = int(round(255 * min(1.0, self.opacity + 0.15)))
-            color = (*self.tool_color, alpha)
+            color = _premultiplied_bgra(self.tool_color, alpha)
         self._stroke_rgba[o0:o1, p0:p1][sub] = color
         self.update()
 
@@ -431,7 +440,9 @@ class Canvas(QWidget):
     @staticmethod
     def _rgba_image(rgba: np.ndarray) -> QImage:
         height, width = rgba.shape[:2]
-        return QImage(rgba.data, width, height, width * 4, QImage.Format.Format_RGBA8888)
+        return QImage(
+            rgba.data, width, height, width * 4, QImage.Format.Format_ARGB32_Premultiplied
+        )
 
     def _draw_polygon(self, painter: QPainter) -> None:
         if not self._polygon:
