@@ -648,6 +648,21 @@ class AnnotationSession:
                 )
             )
 
+    def _taken_by_others(self, annotation: Annotation) -> np.ndarray:
+        return self._taken(annotation.image_id, tuple(annotation.rle["size"]), (annotation.id,))
+
+    def _without_taken(self, annotation: Annotation, taken: np.ndarray) -> Annotation | None:
+        """`annotation` without the `taken` pixels (None when nothing is left)."""
+        mask = self.masks.mask(annotation) & ~taken
+        if not mask.any():
+            return None
+        new = annotation_from_mask(
+            annotation.id, annotation.image_id, annotation.category_id, mask, annotation.iscrowd
+        )
+        new = replace(new, extra=annotation.extra)
+        self.masks.put(new, mask)
+        return new
+
     def _taken(self, image_id: int, shape, exclude) -> np.ndarray:
         """HxW bool: the pixels the image's annotations (but `exclude`) hold."""
         taken = np.zeros(tuple(shape), bool)
@@ -795,6 +810,12 @@ class AnnotationSession:
         annotation = proposal_annotation(
             self.project.next_annotation_id(), self.proposals_image_id, category_id, proposal
         )
+        if self.masks_do_not_overlap:
+            annotation = self._without_taken(annotation, self._taken_by_others(annotation))
+            if annotation is None:
+                raise ValueError(
+                    "every pixel of it belongs to other annotations (masks do not overlap)"
+                )
         self.push(AcceptProposal(annotation, proposal, self.proposals))
         return annotation
 
@@ -806,14 +827,22 @@ class AnnotationSession:
         self.project.category(category_id)
         first_id = self.project.next_annotation_id()
         image_id = self.proposals_image_id
-        commands = [
-            AcceptProposal(
-                proposal_annotation(first_id + i, image_id, category_id, proposal),
-                proposal,
-                self.proposals,
+        commands = []
+        taken = None
+        for proposal in self.proposals.items:
+            annotation = proposal_annotation(
+                first_id + len(commands), image_id, category_id, proposal
             )
-            for i, proposal in enumerate(self.proposals.items)
-        ]
+            if self.masks_do_not_overlap:  # best first: each takes only what is still free
+                if taken is None:
+                    taken = self._taken_by_others(annotation)
+                annotation = self._without_taken(annotation, taken)
+                if annotation is None:
+                    continue  # nothing of it is free: it stays on offer
+                taken |= self.masks.mask(annotation)
+            commands.append(AcceptProposal(annotation, proposal, self.proposals))
+        if not commands:
+            return 0
         self.push(CompositeCommand(f"Accept {len(commands)} proposals", commands))
         return len(commands)
 

@@ -230,3 +230,29 @@ def test_masks_do_not_overlap_is_an_undoable_saved_project_setting(tmp_path):
     session.undo()  # the setting
     assert not session.masks_do_not_overlap and session.project.settings == {}
     session.close()
+
+
+def test_accepted_proposals_keep_off_taken_pixels_when_masks_do_not_overlap(tmp_path):
+    from annotator.core.proposals import CompactProposal
+
+    session = _session(tmp_path)
+    image = session.project.images[0].id
+    existing = session.add_mask(image, 1, _square(0, 10, 0, 10))
+    session.set_masks_do_not_overlap(True)
+    proposals = [
+        CompactProposal.from_mask(_square(5, 15, 5, 15), 0.9, 0.9),
+        CompactProposal.from_mask(_square(8, 18, 8, 18), 0.8, 0.8),
+        CompactProposal.from_mask(_square(2, 4, 2, 4), 0.7, 0.7),  # all taken: stays on offer
+    ]
+    session.set_proposals(image, "key", proposals)
+    assert session.accept_all_proposals(1) == 2
+    first, second = session.project.annotations_of(image)[1:]
+    np.testing.assert_array_equal(first.mask(), _square(5, 15, 5, 15) & ~existing.mask())
+    np.testing.assert_array_equal(
+        second.mask(), _square(8, 18, 8, 18) & ~_square(5, 15, 5, 15) & ~existing.mask()
+    )
+    assert first.extra["score"] == pytest.approx(0.9)
+    assert len(session.proposals) == 1
+    with pytest.raises(ValueError, match="do not overlap"):
+        session.accept_proposal(session.proposals.items[0], 1)
+    session.close()
