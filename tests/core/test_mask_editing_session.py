@@ -256,3 +256,24 @@ def test_accepted_proposals_keep_off_taken_pixels_when_masks_do_not_overlap(tmp_
     with pytest.raises(ValueError, match="do not overlap"):
         session.accept_proposal(session.proposals.items[0], 1)
     session.close()
+
+
+def test_mask_edits_and_the_setting_come_back_from_the_journal_after_a_crash(tmp_path):
+    session = _session(tmp_path)
+    image = session.project.images[0].id
+    annotation = session.add_mask(image, 1, _square(2, 10, 2, 12))
+    session.add_to_mask(annotation.id, stroke_mask((H, W), [(12, 5), (20, 5)], 1.5), "Paint")
+    session.cut_from_mask(annotation.id, _square(4, 6, 4, 6), "Erase")
+    session.set_masks_do_not_overlap(True)
+    edited = session.project.state()
+    session._stop_journal()  # as a kill leaves it: no save, no clean close
+    session.lock.release()
+    reopened, _ = AnnotationSession.open(session.project.path)
+    assert reopened.recovery is not None
+    reopened.restore_recovery()
+    assert reopened.project.state() == edited
+    np.testing.assert_array_equal(
+        reopened.project.annotation(annotation.id).mask(),
+        session.project.annotation(annotation.id).mask(),
+    )
+    reopened.close(discard=True)
