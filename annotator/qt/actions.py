@@ -97,20 +97,6 @@ ACTIONS: tuple[ActionSpec, ...] = (
         "Points per side, thresholds, crop layers, minimum region area",
     ),
     ActionSpec(
-        "add_to_selected",
-        "Add to Selected Annotation",
-        ("Shift+Return", "Shift+Enter"),
-        "Edit masks",
-        "Add the SAM mask (or the polygon being drawn) to the selected annotation",
-    ),
-    ActionSpec(
-        "cut_from_selected",
-        "Cut from Selected Annotation",
-        ("Ctrl+Return", "Ctrl+Enter"),
-        "Edit masks",
-        "Cut the SAM mask (or the polygon being drawn) from the selected annotation",
-    ),
-    ActionSpec(
         "tool_sam", "&SAM Click Tool", ("S",), "Tools", "Click and drag to prompt SAM", True
     ),
     ActionSpec(
@@ -134,6 +120,20 @@ ACTIONS: tuple[ActionSpec, ...] = (
     ),
     ActionSpec("brush_smaller", "Smaller Brush", ("[",), "Tools", "Brush radius down a step"),
     ActionSpec("brush_larger", "Larger Brush", ("]",), "Tools", "Brush radius up a step"),
+    ActionSpec(
+        "add_to_selected",
+        "Add to Selected Annotation",
+        ("Shift+Return", "Shift+Enter"),
+        "Edit masks",
+        "Add the SAM mask (or the polygon being drawn) to the selected annotation",
+    ),
+    ActionSpec(
+        "cut_from_selected",
+        "Cut from Selected Annotation",
+        ("Ctrl+Return", "Ctrl+Enter"),
+        "Edit masks",
+        "Cut the SAM mask (or the polygon being drawn) from the selected annotation",
+    ),
     ActionSpec(
         "fill_holes",
         "Fill &Holes",

@@ -411,3 +411,14 @@ def test_the_eraser_preview_darkens_only_what_it_would_remove(qtbot, make_window
     key(qtbot, window, Qt.Key.Key_Escape)  # Esc drops the stroke in progress
     QTest.mouseRelease(canvas, LEFT, Qt.KeyboardModifier.NoModifier, _widget(window, 10, 30))
     assert window.project.annotation(annotation.id) == annotation
+
+
+def test_each_section_of_the_sheet_appears_once(qtbot, make_window, tiny_engine):
+    from itertools import groupby
+
+    from annotator.qt.actions import sheet_rows
+
+    window = make_window(RecordingEngine(tiny_engine))
+    sections = [section for section, _ in groupby(r[0] for r in sheet_rows(window.actions))]
+    assert len(sections) == len(set(sections))
+    assert {"Tools", "Edit masks"} <= set(sections)
