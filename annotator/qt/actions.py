@@ -216,7 +216,8 @@ def build_actions(parent: QWidget) -> dict[str, QAction]:
 
 
 def sheet_rows(actions: dict[str, QAction]) -> list[tuple[str, str, str]]:
-    """(section, label, keys) of every action with a shortcut, in declaration order."""
+    """(section, label, keys) of every action with a shortcut, in declaration order, grouped
+    by section (in the order the sections first appear)."""
     rows = []
     for action in actions.values():
         keys = [s.toString(QKeySequence.SequenceFormat.NativeText) for s in action.shortcuts()]
@@ -224,7 +225,10 @@ def sheet_rows(actions: dict[str, QAction]) -> list[tuple[str, str, str]]:
             rows.append(
                 (action.property(SECTION) or "", action.property(SHEET_TEXT), " or ".join(keys))
             )
-    return rows
+    first = {}
+    for section, _, _ in rows:
+        first.setdefault(section, len(first))
+    return sorted(rows, key=lambda row: first[row[0]])  # stable: declaration order within
 
 
 def sheet_html(actions: dict[str, QAction], gestures=()) -> str:
