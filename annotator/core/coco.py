@@ -252,6 +252,9 @@ def parse_document(document: dict, path: Path) -> tuple[Project, LoadReport]:
         if k not in ("images", "categories", "annotations", OUR_KEY)
     }
     report = LoadReport()
+    settings = ours.get("settings")
+    if isinstance(settings, dict):
+        project.settings = dict(settings)
     _read_images(project, document["images"], ours, where)
     project.image_root = guess_image_root(project, project.images, ours)
     project.resolve_paths()
@@ -570,6 +573,7 @@ def project_document(project: Project, folder: Path | None = None) -> dict:
         **({"image_root": image_root} if image_root else {}),
         "categories": {str(c.id): {"color": list(c.color)} for c in project.categories},
         "images": {str(r.id): {"done": True} for r in project.images if r.done},
+        **({"settings": dict(project.settings)} if project.settings else {}),
     }
     return document
 

@@ -91,6 +91,58 @@ class ReplaceAnnotation:
         project.replace_annotation(self._old)
 
 
+class EditMask:
+    """A new mask for one annotation (a brush stroke, an eraser stroke, a polygon or SAM mask
+    added or cut, a clean-up). Records only the geometry it changes (RLE, area, bbox and the
+    foreign `original`, which no longer holds), so it composes with a relabel of the same
+    annotation. The RLE must be of the annotation's image size."""
+
+    def __init__(self, annotation_id: int, rle: dict, text: str = "Edit mask"):
+        from annotator.core.masks import rle_area, rle_bbox
+
+        self.annotation_id = annotation_id
+        self.rle = rle
+        self.area = rle_area(rle)
+        self.bbox = rle_bbox(rle)
+        self.text = text
+        self._before: tuple | None = None
+
+    def apply(self, project: Project) -> None:
+        old = project.annotation(self.annotation_id)
+        if list(old.rle["size"]) != list(self.rle["size"]):
+            raise ValueError(
+                f"the new mask is {self.rle['size']}, annotation {old.id} is {old.rle['size']}"
+            )
+        if self.area == 0:
+            raise ValueError("the mask would be empty")
+        self._before = (old.rle, old.area, old.bbox, old.original)
+        project.replace_annotation(
+            replace(old, rle=self.rle, area=self.area, bbox=self.bbox, original=None)
+        )
+
+    def revert(self, project: Project) -> None:
+        rle, area, bbox, original = self._before
+        current = project.annotation(self.annotation_id)
+        project.replace_annotation(
+            replace(current, rle=rle, area=area, bbox=bbox, original=original)
+        )
+
+
+class SetProjectSetting:
+    """Change one of the project's own settings (None removes it)."""
+
+    def __init__(self, key: str, value, text: str = "Change project setting"):
+        self.key, self.value, self.text = key, value, text
+        self._old = None
+
+    def apply(self, project: Project) -> None:
+        self._old = project.settings.get(self.key)
+        project.set_setting(self.key, self.value)
+
+    def revert(self, project: Project) -> None:
+        project.set_setting(self.key, self._old)
+
+
 class AddCategory:
     def __init__(self, category: Category, text: str | None = None):
         self.category = category

@@ -72,6 +72,7 @@ class Delta:
     category_order: list[int] | None = None
     images: dict[int, ImageRecord | None] = field(default_factory=dict)
     image_order: list[int] | None = None
+    settings: dict | None = None  # all of the project's settings, when one changed
 
     @classmethod
     def of(cls, project: Project, events: list[ProjectEvent]) -> Delta:
@@ -92,6 +93,8 @@ class Delta:
                     delta.categories[category_id] = (
                         project.category(category_id) if project.has_category(category_id) else None
                     )
+            elif event.kind == "settings":
+                delta.settings = dict(project.settings)
             elif event.kind == "images":
                 for image_id in event.ids:
                     delta.images[image_id] = (
@@ -108,7 +111,13 @@ class Delta:
         return delta
 
     def is_empty(self) -> bool:
-        return not (self.annotations or self.categories or self.images or self.order)
+        return not (
+            self.annotations
+            or self.categories
+            or self.images
+            or self.order
+            or self.settings is not None
+        )
 
     def to_json(self) -> dict:
         out: dict = {}
@@ -130,6 +139,8 @@ class Delta:
             }
         if self.image_order is not None:
             out["image_order"] = self.image_order
+        if self.settings is not None:
+            out["settings"] = self.settings
         return out
 
     @classmethod
@@ -148,6 +159,8 @@ class Delta:
             delta.images[int(k)] = _image_from(v) if v is not None else None
         if data.get("image_order") is not None:
             delta.image_order = [int(i) for i in data["image_order"]]
+        if data.get("settings") is not None:
+            delta.settings = dict(data["settings"])
         return delta
 
     def apply_to(self, project: Project) -> None:
@@ -181,6 +194,8 @@ class Delta:
                 project._annotations[annotation_id] = annotation
         for image_id, ids in self.order.items():
             project._by_image[image_id] = [i for i in ids if i in project._annotations]
+        if self.settings is not None:
+            project.settings = dict(self.settings)
 
 
 def _annotation_json(a: Annotation) -> dict:

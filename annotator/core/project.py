@@ -28,6 +28,10 @@ PALETTE = (
 )  # fmt: skip
 
 
+# Project setting: a new or edited mask loses the pixels other annotations of its image hold.
+MASKS_DO_NOT_OVERLAP = "masks_do_not_overlap"
+
+
 def palette_color(index: int) -> tuple[int, int, int]:
     return PALETTE[index % len(PALETTE)]
 
@@ -105,7 +109,8 @@ def normalise_path(path: str | os.PathLike) -> str:
 @dataclass(frozen=True)
 class ProjectEvent:
     """What changed: kind is "annotations" (ids = annotation ids added, removed or changed),
-    "categories" (ids = category ids), "images" (ids = image ids) or "reset" (everything)."""
+    "categories" (ids = category ids), "images" (ids = image ids), "settings" (the project's
+    settings) or "reset" (everything)."""
 
     kind: str
     ids: tuple[int, ...] = ()
@@ -170,6 +175,9 @@ class Project:
         self.extra: dict = {}
         self.undecodable: list[dict] = []
         self.unreadable_images: list[str] = []  # sentences from from_folder/from_images
+        # Our project settings (written under the file's "annotator" key), e.g.
+        # MASKS_DO_NOT_OVERLAP; changed only by commands (SetProjectSetting).
+        self.settings: dict = {}
         self.changes = 0
         self.images: list[ImageRecord] = []
         self.categories: list[Category] = []
@@ -313,6 +321,7 @@ class Project:
                 (image_id, tuple(ids)) for image_id, ids in sorted(self._by_image.items()) if ids
             ),
             tuple(sorted(self._annotations.items())),
+            tuple(sorted(self.settings.items())),
         )
 
     # ----------------------------------------------------------------------------- listeners
@@ -365,6 +374,15 @@ class Project:
         if notify:
             self.notify(ProjectEvent("annotations", (annotation.id,)))
         return old
+
+    def set_setting(self, key: str, value, notify=True) -> None:
+        """Set one of our project settings (None removes it)."""
+        if value is None:
+            self.settings.pop(key, None)
+        else:
+            self.settings[key] = value
+        if notify:
+            self.notify(ProjectEvent("settings"))
 
     def insert_category(self, category: Category, index: int | None = None, notify=True) -> None:
         if category.id in self._categories:
@@ -430,6 +448,7 @@ class Project:
         copy.path = self.path
         copy.image_root = self.image_root
         copy.extra = dict(self.extra)
+        copy.settings = dict(self.settings)
         copy.undecodable = list(self.undecodable)
         copy.unreadable_images = []
         copy.changes = self.changes

@@ -26,7 +26,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -39,16 +39,19 @@ from annotator.core.commands import (
     CompositeCommand,
     DeleteAnnotations,
     DeleteCategory,
+    EditMask,
     RecolorCategory,
     RelabelAnnotations,
     RenameCategory,
     ReplaceImages,
     SetImageDone,
+    SetProjectSetting,
     UndoStack,
 )
 from annotator.core.journal import Delta, Journal, file_stamp, journal_path, read_journal_lines
 from annotator.core.mask_cache import MaskCache
 from annotator.core.project import (
+    MASKS_DO_NOT_OVERLAP,
     Annotation,
     Category,
     ImageRecord,
@@ -117,6 +120,22 @@ class OpenReport:
     """Sentences for the person about what opening found (nothing in it was dropped)."""
 
     messages: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class EditResult:
+    """What a mask edit did: pixels changed (all annotations together), annotations deleted
+    because the edit left them empty."""
+
+    changed: int
+    deleted: tuple[int, ...] = ()
+
+
+def _sized(mask: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    mask = np.asarray(mask, bool)
+    if mask.shape != tuple(shape):
+        raise ValueError(f"the mask is {mask.shape}, the image {tuple(shape)}")
+    return mask
 
 
 class AnnotationSession:
@@ -553,14 +572,200 @@ class AnnotationSession:
         self._listeners.clear()
 
     # ================================================================== edits
-    def add_mask(self, image_id: int, category_id: int, mask: np.ndarray) -> Annotation:
+    def add_mask(
+        self, image_id: int, category_id: int, mask: np.ndarray, text: str = "Add annotation"
+    ) -> Annotation:
         """A new annotation of the HxW bool `mask` (one undo step). ValueError when empty."""
         self.project.category(category_id)
+        mask = np.asarray(mask, bool)
+        if self.masks_do_not_overlap:
+            mask = mask & ~self._taken(image_id, mask.shape, ())
+            if not mask.any():
+                raise ValueError(
+                    "every pixel of it belongs to other annotations (masks do not overlap)"
+                )
         annotation = annotation_from_mask(
             self.project.next_annotation_id(), image_id, category_id, mask
         )
-        self.push(AddAnnotation(annotation))
+        self.push(AddAnnotation(annotation, text))
         return annotation
+
+    def edit_masks(self, masks: dict[int, np.ndarray], text: str = "Edit mask") -> EditResult:
+        """Give annotations new HxW bool masks (of their image's size): one undo step for all,
+        recording only the masks that change; none changed, nothing is pushed.
+
+        A mask edited to nothing deletes its annotation in that same step (an annotation always
+        has pixels; erasing an object away means removing it, and Ctrl+Z brings it back).
+        Raises KeyError (an unknown id) or ValueError (a wrong size) before anything changes."""
+        from annotator.core.masks import encode_mask
+
+        commands: list[Command] = []
+        changed, deleted = 0, []
+        taken: dict[int, np.ndarray] = {}
+        for annotation_id, mask in masks.items():
+            annotation = self.project.annotation(annotation_id)
+            mask = np.array(mask, dtype=bool)  # a copy: the caller's buffer may change
+            size = tuple(annotation.rle["size"])
+            if mask.shape != size:
+                raise ValueError(f"the mask is {mask.shape}, annotation {annotation_id} {size}")
+            if self.masks_do_not_overlap:
+                image_id = annotation.image_id
+                if image_id not in taken:
+                    taken[image_id] = self._taken(image_id, size, masks.keys())
+                mask &= ~taken[image_id]
+            old = self.masks.mask(annotation)
+            count = int(np.count_nonzero(old != mask))
+            if count == 0:
+                continue
+            changed += count
+            if not mask.any():
+                commands.append(DeleteAnnotations([annotation_id]))
+                deleted.append(annotation_id)
+                continue
+            command = EditMask(annotation_id, encode_mask(mask), text)
+            commands.append(command)
+            # Cached under the new RLE before the redraw the push causes: no decode for it.
+            self.masks.put(replace(annotation, rle=command.rle), mask)
+        if commands:
+            if deleted:
+                text = f"{text} (deleted {len(deleted)} emptied)"
+            self.push(commands[0] if len(commands) == 1 else CompositeCommand(text, commands))
+        return EditResult(changed, tuple(deleted))
+
+    @property
+    def masks_do_not_overlap(self) -> bool:
+        """The project setting: new and edited masks lose the pixels others hold."""
+        return bool(self.project.settings.get(MASKS_DO_NOT_OVERLAP, False))
+
+    def set_masks_do_not_overlap(self, on: bool) -> None:
+        """Turn the setting on or off (one undo step; saved in the project file)."""
+        if bool(on) != self.masks_do_not_overlap:
+            self.push(
+                SetProjectSetting(
+                    MASKS_DO_NOT_OVERLAP,
+                    True if on else None,  # off is the default: nothing written
+                    "Masks do not overlap" if on else "Masks may overlap",
+                )
+            )
+
+    def _taken_by_others(self, annotation: Annotation) -> np.ndarray:
+        return self._taken(annotation.image_id, tuple(annotation.rle["size"]), (annotation.id,))
+
+    def _without_taken(self, annotation: Annotation, taken: np.ndarray) -> Annotation | None:
+        """`annotation` without the `taken` pixels (None when nothing is left)."""
+        mask = self.masks.mask(annotation) & ~taken
+        if not mask.any():
+            return None
+        new = annotation_from_mask(
+            annotation.id, annotation.image_id, annotation.category_id, mask, annotation.iscrowd
+        )
+        new = replace(new, extra=annotation.extra)
+        self.masks.put(new, mask)
+        return new
+
+    def _taken(self, image_id: int, shape, exclude) -> np.ndarray:
+        """HxW bool: the pixels the image's annotations (but `exclude`) hold."""
+        taken = np.zeros(tuple(shape), bool)
+        exclude = set(exclude)
+        for annotation in self.project.annotations_of(image_id):
+            if annotation.id not in exclude:
+                mask = self.masks.mask(annotation)
+                if mask.shape == taken.shape:
+                    taken |= mask
+        return taken
+
+    def edit_mask(self, annotation_id: int, mask: np.ndarray, text: str = "Edit mask"):
+        """`edit_masks` for one annotation."""
+        return self.edit_masks({annotation_id: mask}, text)
+
+    def add_to_mask(self, annotation_id: int, mask: np.ndarray, text: str = "Add to mask"):
+        """The annotation's mask united with the HxW bool `mask` (one undo step)."""
+        old = self.masks.mask(self.project.annotation(annotation_id))
+        return self.edit_mask(annotation_id, old | _sized(mask, old.shape), text)
+
+    def cut_from_mask(self, annotation_id: int, mask: np.ndarray, text: str = "Cut from mask"):
+        """The annotation's mask without the HxW bool `mask` (one undo step; emptied: deleted)."""
+        old = self.masks.mask(self.project.annotation(annotation_id))
+        return self.edit_mask(annotation_id, old & ~_sized(mask, old.shape), text)
+
+    def clean_up(self, ids, operation: str, amount: int = 0) -> EditResult:
+        """A clean-up of each annotation in `ids`, one undo step for all: "fill_holes"
+        (background 4-connected), "remove_islands" (foreground 8-connected parts of fewer than
+        `amount` pixels), "smooth" (opening then closing with a disc of radius `amount`)."""
+        from annotator.core import mask_edit
+
+        texts = {
+            "fill_holes": "Fill holes",
+            "remove_islands": f"Remove islands under {amount} px",
+            "smooth": f"Smooth (radius {amount})",
+        }
+        if operation not in texts:
+            raise ValueError(f"unknown clean-up {operation!r}")
+        masks = {}
+        for annotation_id in ids:
+            mask = self.masks.mask(self.project.annotation(annotation_id))
+            if operation == "fill_holes":
+                masks[annotation_id] = mask_edit.fill_holes(mask)
+            elif operation == "remove_islands":
+                masks[annotation_id] = mask_edit.remove_islands(mask, int(amount))
+            else:
+                masks[annotation_id] = mask_edit.smooth(mask, int(amount))
+        return self.edit_masks(masks, texts[operation])
+
+    def merge(self, ids) -> Annotation:
+        """Two or more annotations of one image become one (one undo step): the lowest id keeps
+        its id, label and foreign keys, with the union of the masks; the others are deleted.
+        Raises ValueError (fewer than two, several images) or KeyError."""
+        from annotator.core.masks import encode_mask
+
+        ids = sorted(dict.fromkeys(ids))
+        annotations = [self.project.annotation(i) for i in ids]
+        if len(annotations) < 2:
+            raise ValueError("select two or more annotations to merge")
+        if len({a.image_id for a in annotations}) > 1:
+            raise ValueError("annotations on different images cannot be merged")
+        keep = annotations[0]
+        union = np.zeros(tuple(keep.rle["size"]), bool)
+        for annotation in annotations:
+            union |= self.masks.mask(annotation)
+        commands: list[Command] = []
+        if self.masks.mask(keep).sum() != union.sum():
+            commands.append(EditMask(keep.id, encode_mask(union), "Merge"))
+        commands.append(DeleteAnnotations(ids[1:]))
+        self.push(CompositeCommand(f"Merge {len(ids)} annotations", commands))
+        return self.project.annotation(keep.id)
+
+    def split(self, annotation_id: int) -> list[Annotation]:
+        """An annotation of several parts (8-connected) becomes one per part (one undo step):
+        it keeps its largest part (the first of equals), each other part is a new annotation of
+        its label, crossing and foreign keys, on top. Returns them all, the original first.
+        Raises ValueError for a one-part mask."""
+        from annotator.core.mask_edit import components
+        from annotator.core.masks import encode_mask
+
+        annotation = self.project.annotation(annotation_id)
+        parts = components(self.masks.mask(annotation))
+        if len(parts) < 2:
+            raise ValueError(f"annotation {annotation_id} has one part only")
+        largest = max(range(len(parts)), key=lambda n: (int(parts[n].sum()), -n))
+        rest = [p for n, p in enumerate(parts) if n != largest]
+        next_id = self.project.next_annotation_id()
+        new = [
+            replace(
+                annotation_from_mask(
+                    next_id + n, annotation.image_id, annotation.category_id, part,
+                    annotation.iscrowd,
+                ),
+                extra=annotation.extra,
+            )
+            for n, part in enumerate(rest)
+        ]  # fmt: skip
+        commands: list[Command] = [
+            EditMask(annotation_id, encode_mask(parts[largest]), "Split"),
+            *(AddAnnotation(a) for a in new),
+        ]
+        self.push(CompositeCommand(f"Split into {len(parts)} parts", commands))
+        return [self.project.annotation(annotation_id), *new]
 
     def delete_annotations(self, ids) -> None:
         self.push(DeleteAnnotations(ids))
@@ -605,6 +810,12 @@ class AnnotationSession:
         annotation = proposal_annotation(
             self.project.next_annotation_id(), self.proposals_image_id, category_id, proposal
         )
+        if self.masks_do_not_overlap:
+            annotation = self._without_taken(annotation, self._taken_by_others(annotation))
+            if annotation is None:
+                raise ValueError(
+                    "every pixel of it belongs to other annotations (masks do not overlap)"
+                )
         self.push(AcceptProposal(annotation, proposal, self.proposals))
         return annotation
 
@@ -616,14 +827,22 @@ class AnnotationSession:
         self.project.category(category_id)
         first_id = self.project.next_annotation_id()
         image_id = self.proposals_image_id
-        commands = [
-            AcceptProposal(
-                proposal_annotation(first_id + i, image_id, category_id, proposal),
-                proposal,
-                self.proposals,
+        commands = []
+        taken = None
+        for proposal in self.proposals.items:
+            annotation = proposal_annotation(
+                first_id + len(commands), image_id, category_id, proposal
             )
-            for i, proposal in enumerate(self.proposals.items)
-        ]
+            if self.masks_do_not_overlap:  # best first: each takes only what is still free
+                if taken is None:
+                    taken = self._taken_by_others(annotation)
+                annotation = self._without_taken(annotation, taken)
+                if annotation is None:
+                    continue  # nothing of it is free: it stays on offer
+                taken |= self.masks.mask(annotation)
+            commands.append(AcceptProposal(annotation, proposal, self.proposals))
+        if not commands:
+            return 0
         self.push(CompositeCommand(f"Accept {len(commands)} proposals", commands))
         return len(commands)
 

@@ -96,6 +96,87 @@ ACTIONS: tuple[ActionSpec, ...] = (
         "Prompts",
         "Points per side, thresholds, crop layers, minimum region area",
     ),
+    ActionSpec(
+        "tool_sam", "&SAM Click Tool", ("S",), "Tools", "Click and drag to prompt SAM", True
+    ),
+    ActionSpec(
+        "tool_brush",
+        "&Brush",
+        ("B",),
+        "Tools",
+        "Paint into the selected annotation (none selected: a new one of the current label)",
+        True,
+    ),
+    ActionSpec(
+        "tool_eraser", "&Eraser", ("E",), "Tools", "Erase from the selected annotation", True
+    ),
+    ActionSpec(
+        "tool_polygon",
+        "Poly&gon",
+        ("G",),
+        "Tools",
+        "Click vertices; Enter: a new annotation, Shift+Enter: add, Ctrl+Enter: cut",
+        True,
+    ),
+    ActionSpec("brush_smaller", "Smaller Brush", ("[",), "Tools", "Brush radius down a step"),
+    ActionSpec("brush_larger", "Larger Brush", ("]",), "Tools", "Brush radius up a step"),
+    ActionSpec(
+        "add_to_selected",
+        "Add to Selected Annotation",
+        ("Shift+Return", "Shift+Enter"),
+        "Edit masks",
+        "Add the SAM mask (or the polygon being drawn) to the selected annotation",
+    ),
+    ActionSpec(
+        "cut_from_selected",
+        "Cut from Selected Annotation",
+        ("Ctrl+Return", "Ctrl+Enter"),
+        "Edit masks",
+        "Cut the SAM mask (or the polygon being drawn) from the selected annotation",
+    ),
+    ActionSpec(
+        "fill_holes",
+        "Fill &Holes",
+        (),
+        "Edit masks",
+        "Fill the holes of the selected annotations (background not reaching the border)",
+    ),
+    ActionSpec(
+        "remove_islands",
+        "Remove Small &Islands…",
+        (),
+        "Edit masks",
+        "Remove the parts of the selected annotations smaller than N pixels",
+    ),
+    ActionSpec(
+        "smooth_masks",
+        "S&mooth…",
+        (),
+        "Edit masks",
+        "Opening then closing of the selected annotations with a disc of radius r",
+    ),
+    ActionSpec(
+        "merge_annotations",
+        "Mer&ge Annotations",
+        ("Ctrl+G",),
+        "Edit masks",
+        "The selected annotations become one (the lowest id keeps its id and label)",
+    ),
+    ActionSpec(
+        "split_annotation",
+        "S&plit into Parts",
+        ("Ctrl+Shift+G",),
+        "Edit masks",
+        "The selected annotation becomes one annotation per 8-connected part",
+    ),
+    ActionSpec(
+        "masks_do_not_overlap",
+        "Masks Do &Not Overlap",
+        (),
+        "Edit masks",
+        "Project setting: a new or edited mask loses the pixels other annotations hold",
+        True,
+    ),
     ActionSpec("delete_annotations", "&Delete Annotation", ("Delete",), "Annotations"),
     ActionSpec("toggle_done", "Mark Image &Done", ("Ctrl+D",), "Annotations", "", True),
     ActionSpec("add_category", "Add &Label…", ("Ctrl+L",), "Labels"),
@@ -135,7 +216,8 @@ def build_actions(parent: QWidget) -> dict[str, QAction]:
 
 
 def sheet_rows(actions: dict[str, QAction]) -> list[tuple[str, str, str]]:
-    """(section, label, keys) of every action with a shortcut, in declaration order."""
+    """(section, label, keys) of every action with a shortcut, in declaration order, grouped
+    by section (in the order the sections first appear)."""
     rows = []
     for action in actions.values():
         keys = [s.toString(QKeySequence.SequenceFormat.NativeText) for s in action.shortcuts()]
@@ -143,7 +225,10 @@ def sheet_rows(actions: dict[str, QAction]) -> list[tuple[str, str, str]]:
             rows.append(
                 (action.property(SECTION) or "", action.property(SHEET_TEXT), " or ".join(keys))
             )
-    return rows
+    first = {}
+    for section, _, _ in rows:
+        first.setdefault(section, len(first))
+    return sorted(rows, key=lambda row: first[row[0]])  # stable: declaration order within
 
 
 def sheet_html(actions: dict[str, QAction], gestures=()) -> str:

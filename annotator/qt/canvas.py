@@ -3,6 +3,14 @@
 It never calls a model and holds no project: the window gives it pixels, overlay items and prompt
 geometry, and listens to `point_added`, `box_drawn` and `cursor_moved`, all in image coordinates.
 
+Tools (`Tool`): the SAM click tool, the brush, the eraser and the polygon, each a small state
+machine here that ends in one signal: `stroke_finished` (the path of one press-drag-release, the
+window turns it into one undoable edit), `polygon_closed` (a click on the first vertex; Enter and
+Shift/Ctrl+Enter go through the window, which asks `take_polygon`). Ctrl+click in any tool emits
+`select_at`. While drawing, the stroke is previewed exactly (the pixels `stroke_mask` gives for
+the path so far, rasterised one mouse segment at a time) and the brush's tip is outlined at the
+cursor at every zoom (its radius is in image pixels).
+
 Coordinates: image coordinates are (X, Y) float pixels of the original image with pixel centres
 at integers (segment_anything's frame): pixel (i, j) covers [j - 0.5, j + 0.5] x [i - 0.5, i + 0.5].
 `image_to_widget` / `widget_to_image` are the one place that maps between the two frames.
@@ -13,17 +21,30 @@ resolution, and blits cached overlay images; nothing is recomputed in `paintEven
 
 from __future__ import annotations
 
+import enum
+import math
+import sys
+
 import numpy as np
 from PySide6.QtCore import QPointF, QRectF, Qt, Signal
 from PySide6.QtGui import QColor, QImage, QMouseEvent, QPainter, QPen, QWheelEvent
 from PySide6.QtWidgets import QSizePolicy, QWidget
 
+from annotator.core.mask_edit import capsule_into
 from annotator.qt.image_loader import DisplayImage
-from annotator.qt.overlay import OverlayItem, render_highlight, render_outlines, render_overlay
+from annotator.qt.overlay import (
+    OverlayItem,
+    overlay_step,
+    render_highlight,
+    render_outlines,
+    render_overlay,
+)
 
 CLICK_TOLERANCE = 4  # screen pixels: a press and release closer than this is a click, not a box
 MIN_ZOOM, MAX_ZOOM = 0.005, 64.0
 WHEEL_STEP = 1.25  # zoom factor per wheel notch
+CLOSE_TOLERANCE = 8  # screen pixels: a polygon click this near its first vertex closes it
+MIN_RADIUS, MAX_RADIUS = 0.5, 500.0  # brush radius limits, image pixels
 
 # Mouse gestures, for the shortcut sheet (keys are QActions and list themselves).
 GESTURES = (
@@ -33,7 +54,25 @@ GESTURES = (
     ("Left click on a proposal", "Accept it (after Segment Everything)"),
     ("Wheel", "Zoom about the cursor"),
     ("Middle drag / Space + drag", "Pan"),
+    ("Ctrl + click", "Select the annotation under the cursor (on nothing: clear the selection)"),
+    ("Ctrl + Shift + click", "Add the annotation under the cursor to the selection"),
+    ("Left drag (brush / eraser)", "Paint into / erase from the selected annotation"),
+    ("Left click (polygon)", "Add a vertex; a click on the first vertex closes it"),
 )
+
+
+def _premultiplied_bgra(rgb, alpha: int) -> tuple[int, int, int, int]:
+    """The bytes of one ARGB32-premultiplied pixel in memory (B, G, R, A on little-endian)."""
+    r, g, b = (int(round(v * alpha / 255)) for v in rgb)
+    return (b, g, r, alpha) if sys.byteorder == "little" else (alpha, r, g, b)
+
+
+class Tool(enum.Enum):
+    SAM = "sam"
+    BRUSH = "brush"
+    ERASER = "eraser"
+    POLYGON = "polygon"
+
 
 FOREGROUND = QColor(46, 204, 113)
 BACKGROUND = QColor(231, 76, 60)
@@ -45,6 +84,9 @@ class Canvas(QWidget):
     box_drawn = Signal(float, float, float, float)  # x0, y0, x1, y1 (image pixels)
     cursor_moved = Signal(float, float)  # image pixels; NaN when the cursor leaves the image
     view_changed = Signal(float)  # zoom: screen pixels per image pixel
+    select_at = Signal(float, float, bool)  # x, y (image pixels), add to the selection
+    stroke_finished = Signal(object, bool)  # Nx2 float (x, y) image pixels of the path, erase
+    polygon_closed = Signal(object)  # Nx2 float (x, y) image pixels of the vertices
 
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
@@ -75,6 +117,17 @@ class Canvas(QWidget):
         self._pan_from: QPointF | None = None
         self._space_down = False
         self.message = ""  # shown centred when there is no image
+        self.tool = Tool.SAM
+        self.brush_radius = 5.0  # image pixels
+        self.tool_color = (255, 255, 255)  # the brush preview's colour
+        self.erase_target: np.ndarray | None = None  # HxW bool: what the eraser would cut
+        self._stroke: list[tuple[float, float]] | None = None  # the path being drawn
+        self._stroke_mask: np.ndarray | None = None  # HxW bool: its pixels so far
+        # Its preview at the overlay's step: premultiplied BGRA bytes (QImage's ARGB32
+        # premultiplied in memory), drawn without a conversion per paint.
+        self._stroke_rgba: np.ndarray | None = None
+        self._polygon: list[tuple[float, float]] = []  # vertices placed so far
+        self._cursor: QPointF | None = None  # widget position of the mouse, None outside
 
     # ------------------------------------------------------------------ mapping (the one place)
     def image_to_widget(self, x: float, y: float) -> QPointF:
@@ -113,6 +166,8 @@ class Canvas(QWidget):
         self._items, self._overlay = [], None
         self._live_mask, self._live = None, None
         self._proposals, self._hovered, self._hover = None, None, None
+        self._stroke = self._stroke_mask = self._stroke_rgba = None
+        self._polygon = []
         self.set_prompts(np.zeros((0, 2), np.float32), np.zeros((0,), np.int32), None)
         self.fit()
 
@@ -188,6 +243,121 @@ class Canvas(QWidget):
             )
         self.update()
 
+    # ------------------------------------------------------------------ tools
+    def set_tool(self, tool: Tool) -> None:
+        """Use `tool`; a stroke or polygon in progress is dropped."""
+        self.cancel_gesture()
+        self.tool = tool
+        self._restore_cursor()
+        self.update()
+
+    def _restore_cursor(self) -> None:
+        if self.tool is Tool.SAM:
+            self.unsetCursor()
+        else:
+            self.setCursor(Qt.CursorShape.CrossCursor)
+
+    def set_brush_radius(self, radius: float) -> None:
+        self.brush_radius = float(np.clip(radius, MIN_RADIUS, MAX_RADIUS))
+        self.update()
+
+    def set_tool_color(self, color: tuple[int, int, int]) -> None:
+        self.tool_color = tuple(color)
+
+    def set_erase_target(self, mask: np.ndarray | None) -> None:
+        """The selected annotation's HxW bool mask: the eraser's preview darkens only the
+        pixels it would remove (None: the whole stroke)."""
+        self.erase_target = mask
+
+    @property
+    def stroking(self) -> bool:
+        return self._stroke is not None
+
+    @property
+    def polygon(self) -> list[tuple[float, float]]:
+        """The vertices placed so far ((x, y) image pixels)."""
+        return list(self._polygon)
+
+    def take_polygon(self) -> np.ndarray | None:
+        """Close the polygon: its Nx2 vertices (and the canvas forgets them), or None (and it
+        keeps them) while it has fewer than 3."""
+        if len(self._polygon) < 3:
+            return None
+        vertices = np.array(self._polygon, np.float64)
+        self._polygon = []
+        self.update()
+        return vertices
+
+    def remove_last_vertex(self) -> bool:
+        if not self._polygon:
+            return False
+        self._polygon.pop()
+        self.update()
+        return True
+
+    def cancel_gesture(self) -> bool:
+        """Drop a stroke or polygon in progress; False when there was none."""
+        had = self._stroke is not None or bool(self._polygon)
+        self._stroke = self._stroke_mask = self._stroke_rgba = None
+        self._polygon = []
+        if had:
+            self.update()
+        return had
+
+    def stroke_preview(self) -> np.ndarray | None:
+        """HxW bool: the pixels of the stroke being drawn (what releasing it will edit)."""
+        return self._stroke_mask
+
+    def _start_stroke(self, x: float, y: float) -> None:
+        height, width = self.image.height, self.image.width
+        self._stroke = [(x, y)]
+        self._stroke_mask = np.zeros((height, width), bool)
+        step = overlay_step(width, height)
+        self._stroke_rgba = np.zeros(
+            (math.ceil(height / step), math.ceil(width / step), 4), np.uint8
+        )
+        self._extend_stroke(x, y)
+
+    def _extend_stroke(self, x: float, y: float) -> None:
+        a = self._stroke[-1]
+        if (x, y) != a:
+            self._stroke.append((x, y))
+        box = capsule_into(self._stroke_mask, a, (x, y), self.brush_radius)
+        if box is None:
+            return
+        r0, r1, c0, c1 = box
+        step = overlay_step(self.image.width, self.image.height)
+        o0, o1 = r0 // step, -(-r1 // step)
+        p0, p1 = c0 // step, -(-c1 // step)
+        sub = self._stroke_mask[o0 * step : o1 * step : step, p0 * step : p1 * step : step]
+        if self.tool is Tool.ERASER:
+            color = _premultiplied_bgra((20, 20, 20), 190)
+            target = self.erase_target
+            if target is not None and target.shape == self._stroke_mask.shape:
+                sub = sub & target[o0 * step : o1 * step : step, p0 * step : p1 * step : step]
+        else:
+            alpha = int(round(255 * min(1.0, self.opacity + 0.15)))
+            color = _premultiplied_bgra(self.tool_color, alpha)
+        self._stroke_rgba[o0:o1, p0:p1][sub] = color
+        self.update()
+
+    def _finish_stroke(self) -> None:
+        points = np.array(self._stroke, np.float64)
+        erase = self.tool is Tool.ERASER
+        self.stroke_finished.emit(points, erase)
+        self._stroke = self._stroke_mask = self._stroke_rgba = None
+        self.update()
+
+    def _polygon_click(self, position: QPointF) -> None:
+        if len(self._polygon) >= 3:
+            first = self.image_to_widget(*self._polygon[0])
+            delta = position - first
+            if math.hypot(delta.x(), delta.y()) <= CLOSE_TOLERANCE:
+                self.polygon_closed.emit(self.take_polygon())
+                return
+        self._polygon.append(self.widget_to_image(position))
+        self.update()
+
     # ------------------------------------------------------------------ view
     def fit(self) -> None:
         """Scale the whole image to the widget, centred (F)."""
@@ -258,7 +428,60 @@ class Canvas(QWidget):
             if self._live is not None:
                 self._draw_layer(painter, visible, *self._live)
             self._draw_prompts(painter)
+        if self._stroke_rgba is not None:
+            self._draw_layer(painter, visible, self._rgba_image(self._stroke_rgba), self._step())
+        self._draw_polygon(painter)
         self._draw_drag(painter)
+        self._draw_brush_outline(painter)
+
+    def _step(self) -> int:
+        return overlay_step(self.image.width, self.image.height)
+
+    @staticmethod
+    def _rgba_image(rgba: np.ndarray) -> QImage:
+        height, width = rgba.shape[:2]
+        return QImage(
+            rgba.data, width, height, width * 4, QImage.Format.Format_ARGB32_Premultiplied
+        )
+
+    def _draw_polygon(self, painter: QPainter) -> None:
+        if not self._polygon:
+            return
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing, True)
+        points = [self.image_to_widget(x, y) for x, y in self._polygon]
+        color = QColor(*self.tool_color)
+        for pen in (QPen(QColor(0, 0, 0, 160), 3), QPen(color, 1.5)):
+            painter.setPen(pen)
+            for a, b in zip(points[:-1], points[1:], strict=True):
+                painter.drawLine(a, b)
+            if self._cursor is not None:
+                painter.drawLine(points[-1], self._cursor)
+        painter.setPen(QPen(QColor(255, 255, 255), 1.5))
+        painter.setBrush(color)
+        for point in points[1:]:
+            painter.drawEllipse(point, 3, 3)
+        near = self._cursor is not None and len(points) >= 3
+        if near:
+            delta = self._cursor - points[0]
+            near = math.hypot(delta.x(), delta.y()) <= CLOSE_TOLERANCE
+        painter.setBrush(QColor(255, 255, 255) if near else color)
+        painter.drawEllipse(points[0], 6 if near else 4.5, 6 if near else 4.5)
+
+    def _draw_brush_outline(self, painter: QPainter) -> None:
+        """The tip at the cursor: a circle of the brush radius (image pixels) at this zoom, never
+        smaller than a few screen pixels, white over a dark ring so it reads on any image."""
+        if self.tool not in (Tool.BRUSH, Tool.ERASER) or self._cursor is None:
+            return
+        x, y = self.widget_to_image(self._cursor)
+        centre = self.image_to_widget(x, y)
+        radius = max(self.brush_radius * self.scale, 2.0)
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing, True)
+        painter.setBrush(Qt.BrushStyle.NoBrush)
+        painter.setPen(QPen(QColor(0, 0, 0, 200), 3))
+        painter.drawEllipse(centre, radius, radius)
+        dash = Qt.PenStyle.DashLine if self.tool is Tool.ERASER else Qt.PenStyle.SolidLine
+        painter.setPen(QPen(QColor(255, 255, 255), 1.2, dash))
+        painter.drawEllipse(centre, radius, radius)
 
     def _source_rect(self, visible: QRectF, level_scale: float) -> QRectF:
         """The part of an image (at 1/level_scale resolution) that lands in widget rect `visible`."""
@@ -338,8 +561,30 @@ class Canvas(QWidget):
         ):
             self._pan_from = position
             self.setCursor(Qt.CursorShape.ClosedHandCursor)
+        elif (
+            button == Qt.MouseButton.LeftButton
+            and self.image is not None
+            and (event.modifiers() & Qt.KeyboardModifier.ControlModifier)
+        ):
+            x, y = self.widget_to_image(position)
+            additive = bool(event.modifiers() & Qt.KeyboardModifier.ShiftModifier)
+            self.select_at.emit(x, y, additive)
+        elif (
+            button == Qt.MouseButton.LeftButton
+            and self.image is not None
+            and (self.tool in (Tool.BRUSH, Tool.ERASER))
+        ):
+            self._start_stroke(*self.widget_to_image(position))
+        elif (
+            button == Qt.MouseButton.LeftButton
+            and self.image is not None
+            and (self.tool is Tool.POLYGON)
+        ):
+            self._polygon_click(position)
         elif button == Qt.MouseButton.LeftButton:
             self._press, self._drag_now = position, position
+        elif button == Qt.MouseButton.RightButton and self.tool is not Tool.SAM:
+            pass
         elif button == Qt.MouseButton.RightButton:
             x, y = self.widget_to_image(position)
             if self._inside(x, y):
@@ -348,10 +593,15 @@ class Canvas(QWidget):
 
     def mouseMoveEvent(self, event: QMouseEvent) -> None:
         position = event.position()
+        self._cursor = position
         if self._pan_from is not None:
             delta = position - self._pan_from
             self._pan_from = position
             self.pan_by(delta.x(), delta.y())
+        elif self._stroke is not None:
+            self._extend_stroke(*self.widget_to_image(position))
+        elif self.tool is not Tool.SAM:
+            self.update()  # the tip outline or the polygon's rubber band follows
         elif self._press is not None:
             self._drag_now = position
             self.update()
@@ -367,7 +617,11 @@ class Canvas(QWidget):
             Qt.MouseButton.LeftButton,
         ):
             self._pan_from = None
-            self.unsetCursor()
+            self._restore_cursor()
+            return
+        if event.button() == Qt.MouseButton.LeftButton and self._stroke is not None:
+            self._extend_stroke(*self.widget_to_image(position))
+            self._finish_stroke()
             return
         if event.button() != Qt.MouseButton.LeftButton or self._press is None:
             return
@@ -407,10 +661,12 @@ class Canvas(QWidget):
         if event.key() == Qt.Key.Key_Space and not event.isAutoRepeat():
             self._space_down = False
             if self._pan_from is None:
-                self.unsetCursor()
+                self._restore_cursor()
             return
         super().keyReleaseEvent(event)
 
     def leaveEvent(self, event) -> None:
+        self._cursor = None
+        self.update()
         self.cursor_moved.emit(float("nan"), float("nan"))
         super().leaveEvent(event)

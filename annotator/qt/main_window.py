@@ -34,6 +34,7 @@ from annotator.core.proposals import CompactProposal
 from annotator.core.session import AnnotationSession, SessionEvent
 from annotator.qt.actions import ShortcutSheet, build_actions
 from annotator.qt.canvas import GESTURES, Canvas
+from annotator.qt.edit_tools import EditTools
 from annotator.qt.image_loader import DisplayImage, ImageLoader
 from annotator.qt.inference import (
     EngineSpec,
@@ -90,6 +91,7 @@ class MainWindow(QMainWindow):
         self.files = ProjectFiles(self)
         self.engine_status = EngineStatus(self, self.controller)
         self.everything = SegmentEverything(self)
+        self.tools = EditTools(self)
         self._connect()
         self._recovery_timer = QTimer(self)
         self._recovery_timer.setInterval(RECOVERY_TICK_MS)
@@ -200,6 +202,7 @@ class MainWindow(QMainWindow):
         self.image_panel.set_project(self.project)
         self._refresh_categories()
         self.refresh_history()
+        self.tools.sync_settings()
         self.current_index = -1
         if self.project.images:
             self.go_to(0)
@@ -235,6 +238,7 @@ class MainWindow(QMainWindow):
             self.image_panel.set_project(self.project)
             self._refresh_categories()
             self.refresh_history()
+            self.tools.sync_settings()
             self.go_to(min(index, len(self.project.images) - 1))
             return
         record = self.current_record()
@@ -256,6 +260,8 @@ class MainWindow(QMainWindow):
                 self._sync_done_action()
         if "proposals" in kinds:
             self._refresh_proposals()
+        if "settings" in kinds:
+            self.tools.sync_settings()
         if kinds.keys() & {"history", "dirty", "path"}:
             self.refresh_history()
         for event in events:
@@ -279,15 +285,28 @@ class MainWindow(QMainWindow):
     # ================================================================== edits
     def edit(self, action, *args) -> bool:
         """Run a session edit; a refused one (unknown id, empty mask) says why in the status bar."""
+        return self.edit_result(action, *args) is not None
+
+    def edit_result(self, action, *args):
+        """`edit`, returning what the session's method returned (None when refused)."""
         try:
-            action(*args)
+            result = action(*args)
         except (KeyError, ValueError) as exc:
             self.statusBar().showMessage(f"Not done: {exc}", 6000)
-            return False
-        return True
+            return None
+        return True if result is None else result
+
+    def select_annotations(self, ids) -> None:
+        """Make `ids` (annotations of the current image) the selection, in the panel and on
+        the canvas."""
+        self.annotation_panel.select_ids(ids)
+        self._on_selection(tuple(self.annotation_panel.selected_ids()))
 
     def accept_mask(self) -> None:
-        """Enter: the shown candidate becomes an annotation of the current category."""
+        """Enter: the polygon being drawn, else the shown candidate, becomes an annotation of
+        the current category, and the selected one."""
+        if self.tools.enter():
+            return
         record = self.current_record()
         mask = self.session.prompts.accepted_mask()
         if record is None or mask is None:
@@ -300,8 +319,12 @@ class MainWindow(QMainWindow):
         if not mask.any():
             self.statusBar().showMessage("The mask is empty: add a point on the object.", 4000)
             return
-        if self.edit(self.session.add_mask, record.id, self.current_category_id, mask):
+        annotation = self.edit_result(
+            self.session.add_mask, record.id, self.current_category_id, mask
+        )
+        if annotation is not None:
             self.clear_prompts()
+            self.select_annotations((annotation.id,))
 
     def delete_selected(self) -> None:
         ids = self.annotation_panel.selected_ids()
@@ -383,6 +406,7 @@ class MainWindow(QMainWindow):
         self.current_category_id = category_id
         self.category_panel.set_current_id(category_id)
         self._refresh_live()
+        self.tools.refresh_color()
 
     def _category_color(self, category_id: int | None) -> tuple[int, int, int]:
         if category_id is not None and self.project.has_category(category_id):
@@ -465,6 +489,8 @@ class MainWindow(QMainWindow):
         self._prompts_changed(decode=True)
 
     def remove_last_prompt(self) -> None:
+        if self.tools.backspace():
+            return
         if self.session.prompts.undo_last():
             self._prompts_changed(decode=self.session.prompts.pending)
 
@@ -477,14 +503,18 @@ class MainWindow(QMainWindow):
             self._refresh_live()
 
     def escape(self) -> None:
-        """Esc: cancel a running Segment Everything, else discard its proposals, else clear the
-        prompts."""
+        """Esc: cancel what the tool draws or leave the tool, else cancel a running Segment
+        Everything, else discard its proposals, else clear the prompts, else the selection."""
+        if self.tools.escape():
+            return
         if self.controller.auto_running:
             self.cancel_segment_everything()
         elif self.proposals is not None and len(self.proposals):
             self.discard_proposals()
-        else:
+        elif not self.session.prompts.is_empty():
             self.clear_prompts()
+        else:
+            self.select_annotations(())
 
     # ================================================================== segment everything
     def segment_everything(self) -> bool:
@@ -572,6 +602,7 @@ class MainWindow(QMainWindow):
             )
         items.sort(key=lambda item: item.selected)  # selected ones on top
         self.canvas.set_overlay_items(items)
+        self.tools.refresh_color()  # the tools' preview follows the selected mask
 
     def _on_selection(self, ids) -> None:
         if tuple(ids) != self._selected:  # the panel re-emits it when its list is rebuilt

@@ -13,6 +13,7 @@ from annotator.core.commands import (
     CompositeCommand,
     DeleteAnnotations,
     DeleteCategory,
+    EditMask,
     RecolorCategory,
     RelabelAnnotations,
     RenameCategory,
@@ -21,6 +22,7 @@ from annotator.core.commands import (
     SetImageDone,
     UndoStack,
 )
+from annotator.core.masks import encode_mask
 from annotator.core.project import Category, ImageRecord, Project, annotation_from_mask
 
 
@@ -58,6 +60,7 @@ COMMANDS = {
     "delete": lambda p: DeleteAnnotations([101, 104, 100, 107]),
     "relabel": lambda p: RelabelAnnotations([100, 105], 9),
     "replace": lambda p: ReplaceAnnotation(annotation_from_mask(102, 10, 3, _mask(p, 10))),
+    "edit mask": lambda p: EditMask(102, encode_mask(_mask(p, 10)), "Paint"),
     "add category": lambda p: AddCategory(Category(p.next_category_id(), "bird", (0, 0, 0))),
     "rename": lambda p: RenameCategory(5, "puppy"),
     "recolor": lambda p: RecolorCategory(5, (255, 0, 0)),
