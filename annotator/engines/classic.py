@@ -41,7 +41,7 @@ def sam_input_size(height: int, width: int) -> tuple[int, int]:
     return int(height * scale + 0.5), int(width * scale + 0.5)
 
 
-class ClassicEngine:
+class GrabCutEngine:
     """OpenCV GrabCut behind the Segmenter interface; no model, no torch."""
 
     name = "Classic (GrabCut, no model)"
@@ -257,3 +257,6 @@ def _fill_holes(mask: np.ndarray) -> np.ndarray:
     filled = np.zeros_like(mask)
     cv2.drawContours(filled, contours, -1, 1, thickness=cv2.FILLED)
     return filled
+
+
+ClassicEngine = GrabCutEngine
