@@ -42,6 +42,10 @@ EPSILON = 0.01  # cost of a step through a flat region (per pixel)
 EDGE_WEIGHT = 1.0  # cost of a step across an edge of the image's typical (90th percentile) strength
 TAU = 2.0  # geodesic reach of a click
 REACH = 1.0  # a click's edit reaches this many times its distance to the right label
+BAND = 0.0  # GrabCut may relabel only this far (times sqrt(area)) from the outline; 0: anywhere
+REFINE_ITERATIONS = 2  # GrabCut iterations after a click (the first prompt gets ITERATIONS)
+TAU_FIRST = 4.0  # geodesic reach of the first clicks
+DISK = 0.05  # radius of the probable-object disk around a first click (of the long side)
 LOGIT_PER_PIXEL = 2.0  # logits per low-res pixel of signed distance
 
 
@@ -168,7 +172,7 @@ class GrabCutEngine:
         return seeds
 
     @staticmethod
-    def _grabcut(region: np.ndarray, seeds: np.ndarray) -> np.ndarray:
+    def _grabcut(region: np.ndarray, seeds: np.ndarray, iterations: int = ITERATIONS) -> np.ndarray:
         """uint8 0/1 foreground of `region` (hxwx3 RGB) from GrabCut seeded by `seeds` (hxw)."""
         import cv2
 
@@ -195,7 +199,7 @@ class GrabCutEngine:
                 None,
                 np.zeros((1, 65), np.float64),
                 np.zeros((1, 65), np.float64),
-                ITERATIONS,
+                iterations,
                 cv2.GC_INIT_WITH_MASK,
             )
         except cv2.error:  # degenerate colour statistics: keep the seeds as the answer
@@ -304,8 +308,12 @@ class ClassicEngine:
         tau: float | None = None,
         reach: float | None = None,
         refine: bool = True,
+        band: float | None = None,
+        tau_first: float | None = None,
     ) -> None:
+        self.tau_first = TAU_FIRST if tau_first is None else tau_first
         self.refine = refine
+        self.band = BAND if band is None else band
         self.proc_side = proc_side or PROC_SIDE
         self.epsilon = EPSILON if epsilon is None else epsilon
         self.edge_weight = EDGE_WEIGHT if edge_weight is None else edge_weight
@@ -332,6 +340,8 @@ class ClassicEngine:
 
     def decode(self, embedding: Embedding, prompts: Prompts) -> Prediction:
         """CxHxW bool masks, C scores and Cx256x256 logits (C = 3 with multimask, else 1)."""
+        import cv2
+
         if prompts.is_empty():
             raise ValueError("decode needs at least one point or a box")
         features = embedding.features
@@ -342,19 +352,34 @@ class ClassicEngine:
         labels = np.asarray(prompts.labels).reshape(-1)
         seeds = np.clip(np.rint(points[:, ::-1]).astype(int), 0, (proc_h - 1, proc_w - 1))
 
+        work_h, work_w = features.working.shape[:2]
+        start = None
         if prompts.mask_input is not None:
             previous = _logits_to_size(prompts.mask_input, embedding, (proc_h, proc_w)) > 0
+        elif prompts.box is not None:  # GrabCut's answer to the box, at the working size
+            start = self._grabcut_start(embedding, prompts)
+            previous = cv2.resize(start.astype(np.uint8), (proc_w, proc_h), cv2.INTER_AREA) > 0
+        else:  # clicks only: what they reach without crossing edges, then GrabCut around it
+            start = self._grow_start(embedding, prompts, seeds, labels)
+            previous = cv2.resize(start.astype(np.uint8), (proc_w, proc_h), cv2.INTER_AREA) > 0
+        edited = edit_with_clicks(previous, features.costs, seeds, labels, self.tau, self.reach)
+        changed = edited != previous
+        if start is not None and not changed.any():
+            result = start
+        elif self.refine:  # at the working size: the outline is not limited by PROC_SIDE
+            result = self._refine(embedding, prompts, edited, changed)
         else:
-            previous = self._grabcut_start(embedding, prompts, (proc_h, proc_w))
-        result = edit_with_clicks(previous, features.costs, seeds, labels, self.tau, self.reach)
-        if self.refine:
-            result = self._refine(embedding, prompts, result, result != previous, (proc_h, proc_w))
+            result = _resize_mask(edited.astype(np.uint8), (work_h, work_w))
 
         candidates = [result]
         if prompts.multimask:
             as_bytes = result.astype(np.uint8)
+            in_work = (np.asarray(prompts.points, np.float64).reshape(-1, 2) + 0.5) * (
+                work_w / width,
+                work_h / height,
+            ) - 0.5
             candidates += [
-                _parts_touching(as_bytes, seeds[labels == 1][:, ::-1]).astype(bool),
+                _parts_touching(as_bytes, in_work[labels == 1]).astype(bool),
                 _fill_holes(as_bytes).astype(bool),
             ]
         masks = np.zeros((len(candidates), height, width), dtype=bool)
@@ -365,8 +390,31 @@ class ClassicEngine:
         scores = np.array(CANDIDATE_SCORES[: len(candidates)], np.float32)
         return Prediction(masks=masks, scores=scores, low_res_logits=logits)
 
-    def _refine(self, embedding, prompts: Prompts, edited, changed, shape) -> np.ndarray:
-        """GrabCut over the edited mask: its pixels probable labels, the edits definite ones."""
+    def _grow_start(self, embedding, prompts: Prompts, seeds, labels) -> np.ndarray:
+        """The first answer to clicks: the region geodesically within TAU_FIRST of a positive
+        click (and nearer to it than to a negative one) plus a disk around each, refined by
+        GrabCut over a window holding both. HxW bool at the working size."""
+        import cv2
+
+        costs = embedding.features.costs
+        d_pos = _geodesic(costs, seeds[labels == 1])
+        d_neg = _geodesic(costs, seeds[labels != 1])
+        grown = ((d_pos < self.tau_first) & (d_pos < d_neg)).astype(np.uint8)
+        working = embedding.features.working
+        work_h, work_w = working.shape[:2]
+        prior = cv2.resize(grown, (work_w, work_h), interpolation=cv2.INTER_NEAREST)
+        height, width = embedding.original_size
+        points = np.asarray(prompts.points, np.float64).reshape(-1, 2)
+        points = points * (work_w / width, work_h / height)
+        radius = max(3, round(DISK * max(work_h, work_w)))
+        for (x, y), label in zip(np.rint(points).astype(int), labels, strict=True):
+            if label == 1:
+                cv2.circle(prior, (int(x), int(y)), radius, 1, -1)
+        return self._refine(embedding, prompts, prior > 0, None)
+
+    def _refine(self, embedding, prompts: Prompts, edited, changed) -> np.ndarray:
+        """GrabCut over the edited mask (processing size): its pixels are probable labels, the
+        edits definite ones. HxW bool at the working size."""
         import cv2
 
         working = embedding.features.working
@@ -377,31 +425,42 @@ class ClassicEngine:
         labels = np.asarray(prompts.labels).reshape(-1)
         size = (work_w, work_h)
         prior = cv2.resize(edited.astype(np.uint8), size, interpolation=cv2.INTER_LINEAR) > 0
-        sure = cv2.resize(changed.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST) > 0
+        if changed is None:
+            sure = np.zeros((work_h, work_w), bool)
+        else:
+            sure = cv2.resize(changed.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST) > 0
         grab = self._grabcut
         x0, y0, x1, y1 = grab._region_of_interest(points, labels, None, prior, (work_h, work_w))
         seeds = grab._seed(points - (x0, y0), labels, None, prior, (x0, y0, x1, y1))
         window = (slice(y0, y1), slice(x0, x1))
+        if self.band:  # far from the outline the mask stays as it is: no distant flips
+            inner = cv2.distanceTransform(prior.astype(np.uint8), cv2.DIST_L2, 3)
+            outer = cv2.distanceTransform((~prior).astype(np.uint8), cv2.DIST_L2, 3)
+            area = float(np.count_nonzero(prior))
+            band = max(4.0, self.band * np.sqrt(area))
+            seeds[(inner > band)[window] & (seeds == cv2.GC_PR_FGD)] = cv2.GC_FGD
+            seeds[(outer > band)[window] & (seeds == cv2.GC_PR_BGD)] = cv2.GC_BGD
         seeds[sure[window] & prior[window]] = cv2.GC_FGD
         seeds[sure[window] & ~prior[window]] = cv2.GC_BGD
-        cut = grab._grabcut(working[window], seeds)
+        cut = grab._grabcut(working[window], seeds, REFINE_ITERATIONS)
         full = np.zeros((work_h, work_w), np.uint8)
         full[window] = cut
-        return cv2.resize(full, (shape[1], shape[0]), interpolation=cv2.INTER_AREA) > 0
+        return full > 0
 
-    def _grabcut_start(self, embedding: Embedding, prompts: Prompts, shape) -> np.ndarray:
-        """GrabCut's answer to the prompts (its first candidate), HxW bool at `shape`."""
-        import cv2
-
-        grab = Embedding(
-            embedding.original_size,
-            embedding.input_size,
-            embedding.features.working,
-            embedding.fingerprint,
-        )
-        single = Prompts(prompts.points, prompts.labels, prompts.box, multimask=False)
-        result = self._grabcut.decode(grab, single).mask(0).astype(np.uint8)
-        return cv2.resize(result, (shape[1], shape[0]), interpolation=cv2.INTER_AREA) > 0
+    def _grabcut_start(self, embedding: Embedding, prompts: Prompts) -> np.ndarray:
+        """GrabCut's answer to the prompts (its first candidate), HxW bool at the working size."""
+        working = embedding.features.working
+        grab = Embedding(working.shape[:2], embedding.input_size, working, embedding.fingerprint)
+        height, width = embedding.original_size
+        scale = np.array([working.shape[1] / width, working.shape[0] / height])
+        points = np.asarray(prompts.points, np.float32).reshape(-1, 2) * scale
+        box = None
+        if prompts.box is not None:
+            box = (np.asarray(prompts.box, np.float32).reshape(4) * np.tile(scale, 2)).astype(
+                np.float32
+            )
+        single = Prompts(points.astype(np.float32), prompts.labels, box, multimask=False)
+        return np.asarray(self._grabcut.decode(grab, single).mask(0))
 
 
 @dataclass(frozen=True)
