@@ -1,12 +1,21 @@
-"""A segmentation engine without a model: OpenCV GrabCut seeded by the same prompts as SAM.
+"""Segmentation engines without a model, behind the same `Segmenter` interface as SAM.
 
-It lets the app work out of the box, before any checkpoint is downloaded, behind the same
-`Segmenter` interface, and speaks SAM's geometry so the prompt session cannot tell the difference:
-`Prediction.low_res_logits` are 256x256 logits in SAM's low-resolution frame (the image resized so
-its long side is 1024, at 1/4 scale, padded at the bottom/right), and a previous prediction's logits
-come back as `Prompts.mask_input` to seed the next GrabCut.
+`ClassicEngine` (the app's, when no checkpoint is chosen) and `GrabCutEngine` (the engine of
+earlier versions, kept for `annotator eval --no-model grabcut` and as ClassicEngine's GrabCut
+step). Both let the app work out of the box and speak SAM's geometry, so the prompt session cannot
+tell the difference: `Prediction.low_res_logits` are 256x256 logits in SAM's low-resolution frame
+(the image resized so its long side is 1024, at 1/4 scale, padded at the bottom/right), and a
+previous prediction's logits come back as `Prompts.mask_input`.
 
-How prompts seed GrabCut (inside a region of interest, the rest of the image is background):
+ClassicEngine, in short (details in its docstring; figures from `annotator eval` on DAVIS in the
+README): the first clicks grow a region along the image (geodesic distance on an edge-cost map,
+so it stops at edges: one click on a flat region gives the region) that seeds GrabCut; a box seeds
+GrabCut as a rectangle; every later click relabels the pixels near it that the mask got wrong and
+GrabCut then refines only a band around the outline, so corrections accumulate instead of the
+whole mask being recomputed.
+
+GrabCutEngine: how prompts seed GrabCut (inside a region of interest, the rest of the image is
+background):
 - box: outside it definitely background, inside probably foreground (as GC_INIT_WITH_RECT);
 - foreground click: a small disk of definite foreground; without a box or previous mask, also a
   larger disk of probable foreground inside a window around the clicks;
@@ -40,9 +49,9 @@ CANDIDATE_SCORES = (0.9, 0.8, 0.7)
 PROC_SIDE = 512  # geodesic distances are computed at this long side
 EPSILON = 0.01  # cost of a step through a flat region (per pixel)
 EDGE_WEIGHT = 1.0  # cost of a step across an edge of the image's typical (90th percentile) strength
-TAU = 2.0  # geodesic reach of a click
+TAU = 4.0  # geodesic reach of a correction click
 REACH = 1.0  # a click's edit reaches this many times its distance to the right label
-BAND = 0.0  # GrabCut may relabel only this far (times sqrt(area)) from the outline; 0: anywhere
+BAND = 0.15  # after a click GrabCut may relabel only this far (times sqrt(area)) from the outline
 REFINE_ITERATIONS = 2  # GrabCut iterations after a click (the first prompt gets ITERATIONS)
 TAU_FIRST = 4.0  # geodesic reach of the first clicks
 DISK = 0.05  # radius of the probable-object disk around a first click (of the long side)
@@ -278,21 +287,25 @@ def _fill_holes(mask: np.ndarray) -> np.ndarray:
 
 
 class ClassicEngine:
-    """GrabCut answers the first prompt; each later click corrects the mask around itself.
+    """The first clicks grow a region along the image; each later click corrects it locally.
 
     encode keeps the working image (as GrabCutEngine) and, at a processing size (long side
     PROC_SIDE), an edge-cost map: EPSILON + EDGE_WEIGHT * g**2, g the CIELAB gradient magnitude
     over the image's own 90th percentile. decode:
-    - without mask_input, the mask to edit is GrabCut's answer to the prompts (box and clicks);
-      with it, the mask the logits describe;
-    - a click the mask gets wrong (a positive one outside it, a negative one inside) relabels
-      the pixels around it that are geodesically near (distance below TAU on the cost map, so
-      the edit stops at edges), nearer to it than to any click of the other label, and within
-      REACH times its distance to the nearest pixel of its own label: the error it sits in ends
-      there at the latest. The rest of the mask is left alone, so corrections accumulate.
-    multimask adds the parts touching a positive click and the mask with its holes filled.
-    Low-res logits hold the signed distance to the mask's outline (low-res pixels, clipped to
-    +-LOGIT), so feeding them back keeps the outline's position to a fraction of a pixel.
+    - first prompt, clicks only: the pixels geodesically within TAU_FIRST of a positive click
+      (nearer to it than to a negative one: the region stops at edges) plus a disk of DISK times
+      the long side around it are probable object for GrabCut, in a window holding them all;
+    - first prompt with a box: GrabCut seeded by the box (and the clicks), as GrabCutEngine;
+    - later prompts (mask_input): the mask the logits describe, and each click it gets wrong (a
+      positive one outside it, a negative one inside) relabels the pixels near it: geodesically
+      within TAU, nearer to it than to any click of the other label, and within REACH times its
+      distance to the nearest pixel of its own label (where the error it sits in must end);
+      GrabCut then refines at the working size, the relabelled pixels fixed and only a band of
+      BAND * sqrt(area) around the outline free, so one click cannot flip distant parts.
+    multimask adds the parts touching a positive click and the mask with its holes filled (scores
+    only order them). Low-res logits hold the signed distance to the mask's outline (low-res
+    pixels, clipped to +-LOGIT), so feeding them back keeps the outline to a fraction of a pixel.
+    Figures (`annotator eval` on DAVIS, bench/bench_eval.py) are in the README.
     """
 
     name = "Classic (no model)"
