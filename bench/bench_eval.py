@@ -92,6 +92,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--vit-b", action="store_true", help="also a random-weight vit_b SAM")
     parser.add_argument("--plot", type=Path, help="draw the mean-IoU curves to this PNG")
     parser.add_argument("--skip-speed", action="store_true", help="no 1024 px timing")
+    parser.add_argument(
+        "--engines",
+        default="grabcut,classic",
+        help="which no-model engines to run (comma-separated; default grabcut,classic: run "
+        "them in separate processes to use more cores, then plot with annotator eval --compare)",
+    )
     args = parser.parse_args(argv)
 
     from annotator.engines.classic import ClassicEngine, GrabCutEngine
@@ -99,9 +105,10 @@ def main(argv: list[str] | None = None) -> int:
 
     print(f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f}", flush=True)
     project = _project()
-    before = _run(GrabCutEngine(), project, args.images, "grabcut")
-    after = _run(ClassicEngine(), project, args.images, "classic")
-    reports = [before, after]
+    wanted = set(args.engines.split(",")) - {""}
+    before = _run(GrabCutEngine(), project, args.images, "grabcut") if "grabcut" in wanted else None
+    after = _run(ClassicEngine(), project, args.images, "classic") if "classic" in wanted else None
+    reports = [r for r in (before, after) if r is not None]
     if args.sam or args.vit_b:
         import tempfile
 
@@ -120,13 +127,15 @@ def main(argv: list[str] | None = None) -> int:
 
             engine = load_sam(vit_b_checkpoint(), device="auto")
             reports.append(_run(engine, project, args.images, "vit-b-random"))
-    b, a = before.noc(), after.noc()
-    print(
-        f"after / before: NoC@85 {a['0.85'] / b['0.85']:.2f}x, NoC@90 {a['0.9'] / b['0.9']:.2f}x, "
-        f"mIoU@1 {after.curve()[0] / max(1e-9, before.curve()[0]):.2f}x",
-        flush=True,
-    )
-    if args.plot is not None:
+    if before is not None and after is not None:
+        b, a = before.noc(), after.noc()
+        print(
+            f"after / before: NoC@85 {a['0.85'] / b['0.85']:.2f}x, "
+            f"NoC@90 {a['0.9'] / b['0.9']:.2f}x, "
+            f"mIoU@1 {after.curve()[0] / max(1e-9, before.curve()[0]):.2f}x",
+            flush=True,
+        )
+    if args.plot is not None and reports:
         plot_curves(reports, args.plot)
         print(f"plot: {args.plot}")
     if not args.skip_speed:
