@@ -25,6 +25,7 @@ _COMMAND_MODULES = (
     "annotator.cli.project_cmds",
     "annotator.cli.auto_cmd",
     "annotator.cli.models_cmd",
+    "annotator.cli.eval_cmd",
 )
 
 

@@ -24,7 +24,7 @@ def register(subparsers) -> None:
     segment = subparsers.add_parser(
         "segment",
         help="segment one image from points and/or a box, write the mask as a PNG",
-        description="Segment one image with SAM (or the classic GrabCut engine without a "
+        description="Segment one image with SAM (or the classic no-model engine without a "
         "checkpoint) and write the mask as a 0/255 PNG at the image's size.",
     )
     segment.add_argument("image", type=Path, metavar="IMAGE")
@@ -74,7 +74,7 @@ def _add_model_arguments(parser: argparse.ArgumentParser, required: bool) -> Non
         default=default,
         metavar="CKPT",
         help="SAM checkpoint (.pth)"
-        + ("" if required else "; without one the classic GrabCut engine is used"),
+        + ("" if required else "; without one the classic engine (no model) is used"),
     )
     add_model_arguments(parser)
 
@@ -148,7 +148,7 @@ def _load_engine(args):
     if args.checkpoint is None:
         from annotator.engines.classic import ClassicEngine
 
-        print("annotator: no --checkpoint: using the classic GrabCut engine.", file=sys.stderr)
+        print("annotator: no --checkpoint: using the classic engine (no model).", file=sys.stderr)
         return ClassicEngine()
     checkpoint = Path(args.checkpoint).expanduser()
     if not checkpoint.exists():

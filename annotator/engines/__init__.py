@@ -1,1 +1,2 @@
-"""Segmentation engines (SAM, classic GrabCut) and the embedding cache; torch is imported lazily."""
+"""Segmentation engines (SAM, the no-model classic engine), the embedding cache and the eval
+driver (`annotator eval`); torch is imported lazily."""

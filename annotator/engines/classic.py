@@ -1,12 +1,21 @@
-"""A segmentation engine without a model: OpenCV GrabCut seeded by the same prompts as SAM.
+"""Segmentation engines without a model, behind the same `Segmenter` interface as SAM.
 
-It lets the app work out of the box, before any checkpoint is downloaded, behind the same
-`Segmenter` interface, and speaks SAM's geometry so the prompt session cannot tell the difference:
-`Prediction.low_res_logits` are 256x256 logits in SAM's low-resolution frame (the image resized so
-its long side is 1024, at 1/4 scale, padded at the bottom/right), and a previous prediction's logits
-come back as `Prompts.mask_input` to seed the next GrabCut.
+`ClassicEngine` (the app's, when no checkpoint is chosen) and `GrabCutEngine` (the engine of
+earlier versions, kept for `annotator eval --no-model grabcut` and as ClassicEngine's GrabCut
+step). Both let the app work out of the box and speak SAM's geometry, so the prompt session cannot
+tell the difference: `Prediction.low_res_logits` are 256x256 logits in SAM's low-resolution frame
+(the image resized so its long side is 1024, at 1/4 scale, padded at the bottom/right), and a
+previous prediction's logits come back as `Prompts.mask_input`.
 
-How prompts seed GrabCut (inside a region of interest, the rest of the image is background):
+ClassicEngine, in short (details in its docstring; figures from `annotator eval` on DAVIS in the
+README): the first clicks grow a region along the image (geodesic distance on an edge-cost map,
+so it stops at edges: one click on a flat region gives the region) that seeds GrabCut; a box seeds
+GrabCut as a rectangle; every later click relabels the pixels near it that the mask got wrong and
+GrabCut then refines only a band around the outline, so corrections accumulate instead of the
+whole mask being recomputed.
+
+GrabCutEngine: how prompts seed GrabCut (inside a region of interest, the rest of the image is
+background):
 - box: outside it definitely background, inside probably foreground (as GC_INIT_WITH_RECT);
 - foreground click: a small disk of definite foreground; without a box or previous mask, also a
   larger disk of probable foreground inside a window around the clicks;
@@ -22,6 +31,8 @@ its holes filled (0.7). GrabCut has no quality estimate: the scores only order t
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from annotator.engines.base import Embedding, Prediction, Prompts
@@ -34,6 +45,18 @@ ITERATIONS = 3
 LOGIT = 10.0  # magnitude of the logits this engine emits
 CANDIDATE_SCORES = (0.9, 0.8, 0.7)
 
+# ClassicEngine (click edits): measured with `annotator eval` on DAVIS (bench/bench_eval.py).
+PROC_SIDE = 512  # geodesic distances are computed at this long side
+EPSILON = 0.01  # cost of a step through a flat region (per pixel)
+EDGE_WEIGHT = 1.0  # cost of a step across an edge of the image's typical (90th percentile) strength
+TAU = 4.0  # geodesic reach of a correction click
+REACH = 1.0  # a click's edit reaches this many times its distance to the right label
+BAND = 0.15  # after a click GrabCut may relabel only this far (times sqrt(area)) from the outline
+REFINE_ITERATIONS = 2  # GrabCut iterations after a click (the first prompt gets ITERATIONS)
+TAU_FIRST = 4.0  # geodesic reach of the first clicks
+DISK = 0.05  # radius of the probable-object disk around a first click (of the long side)
+LOGIT_PER_PIXEL = 2.0  # logits per low-res pixel of signed distance
+
 
 def sam_input_size(height: int, width: int) -> tuple[int, int]:
     """(h, w) of an HxW image resized so its long side is 1024 (ResizeLongestSide)."""
@@ -41,7 +64,7 @@ def sam_input_size(height: int, width: int) -> tuple[int, int]:
     return int(height * scale + 0.5), int(width * scale + 0.5)
 
 
-class ClassicEngine:
+class GrabCutEngine:
     """OpenCV GrabCut behind the Segmenter interface; no model, no torch."""
 
     name = "Classic (GrabCut, no model)"
@@ -158,7 +181,7 @@ class ClassicEngine:
         return seeds
 
     @staticmethod
-    def _grabcut(region: np.ndarray, seeds: np.ndarray) -> np.ndarray:
+    def _grabcut(region: np.ndarray, seeds: np.ndarray, iterations: int = ITERATIONS) -> np.ndarray:
         """uint8 0/1 foreground of `region` (hxwx3 RGB) from GrabCut seeded by `seeds` (hxw)."""
         import cv2
 
@@ -185,7 +208,7 @@ class ClassicEngine:
                 None,
                 np.zeros((1, 65), np.float64),
                 np.zeros((1, 65), np.float64),
-                ITERATIONS,
+                iterations,
                 cv2.GC_INIT_WITH_MASK,
             )
         except cv2.error:  # degenerate colour statistics: keep the seeds as the answer
@@ -257,3 +280,306 @@ def _fill_holes(mask: np.ndarray) -> np.ndarray:
     filled = np.zeros_like(mask)
     cv2.drawContours(filled, contours, -1, 1, thickness=cv2.FILLED)
     return filled
+
+
+# ==============================================================================================
+# The no-model engine the app uses: GrabCut for the first prompt, then clicks that edit locally.
+
+
+class ClassicEngine:
+    """The first clicks grow a region along the image; each later click corrects it locally.
+
+    encode keeps the working image (as GrabCutEngine) and, at a processing size (long side
+    PROC_SIDE), an edge-cost map: EPSILON + EDGE_WEIGHT * g**2, g the CIELAB gradient magnitude
+    over the image's own 90th percentile. decode:
+    - first prompt, clicks only: the pixels geodesically within TAU_FIRST of a positive click
+      (nearer to it than to a negative one: the region stops at edges) plus a disk of DISK times
+      the long side around it are probable object for GrabCut, in a window holding them all;
+    - first prompt with a box: GrabCut seeded by the box (and the clicks), as GrabCutEngine;
+    - later prompts (mask_input): the mask the logits describe, and each click it gets wrong (a
+      positive one outside it, a negative one inside) relabels the pixels near it: geodesically
+      within TAU, nearer to it than to any click of the other label, and within REACH times its
+      distance to the nearest pixel of its own label (where the error it sits in must end);
+      GrabCut then refines at the working size, the relabelled pixels fixed and only a band of
+      BAND * sqrt(area) around the outline free, so one click cannot flip distant parts.
+    multimask adds the parts touching a positive click and the mask with its holes filled (scores
+    only order them). Low-res logits hold the signed distance to the mask's outline (low-res
+    pixels, clipped to +-LOGIT), so feeding them back keeps the outline to a fraction of a pixel.
+    Figures (`annotator eval` on DAVIS, bench/bench_eval.py) are in the README.
+    """
+
+    name = "Classic (no model)"
+    device = "cpu"
+    fingerprint = "classic-edit-v2"
+    cacheable = False
+
+    def __init__(
+        self,
+        proc_side: int | None = None,
+        epsilon: float | None = None,
+        edge_weight: float | None = None,
+        tau: float | None = None,
+        reach: float | None = None,
+        refine: bool = True,
+        band: float | None = None,
+        tau_first: float | None = None,
+    ) -> None:
+        self.tau_first = TAU_FIRST if tau_first is None else tau_first
+        self.refine = refine
+        self.band = BAND if band is None else band
+        self.proc_side = proc_side or PROC_SIDE
+        self.epsilon = EPSILON if epsilon is None else epsilon
+        self.edge_weight = EDGE_WEIGHT if edge_weight is None else edge_weight
+        self.tau = TAU if tau is None else tau
+        self.reach = REACH if reach is None else reach
+        self._grabcut = GrabCutEngine()
+
+    def encode(self, image: np.ndarray) -> Embedding:
+        """The working image (long side <= 1024) plus the processing-size edge-cost map."""
+        import cv2
+
+        base = self._grabcut.encode(image)
+        working = base.features
+        work_h, work_w = working.shape[:2]
+        scale = min(1.0, self.proc_side / max(work_h, work_w))
+        proc_size = (max(1, round(work_w * scale)), max(1, round(work_h * scale)))
+        proc = cv2.resize(working, proc_size, interpolation=cv2.INTER_AREA)
+        return Embedding(
+            original_size=base.original_size,
+            input_size=base.input_size,
+            features=ClassicFeatures(working, edge_costs(proc, self.epsilon, self.edge_weight)),
+            fingerprint=self.fingerprint,
+        )
+
+    def decode(self, embedding: Embedding, prompts: Prompts) -> Prediction:
+        """CxHxW bool masks, C scores and Cx256x256 logits (C = 3 with multimask, else 1)."""
+        import cv2
+
+        if prompts.is_empty():
+            raise ValueError("decode needs at least one point or a box")
+        features = embedding.features
+        height, width = embedding.original_size
+        proc_h, proc_w = features.costs.shape
+        to_proc = np.array([proc_w / width, proc_h / height])
+        points = (np.asarray(prompts.points, np.float64).reshape(-1, 2) + 0.5) * to_proc - 0.5
+        labels = np.asarray(prompts.labels).reshape(-1)
+        seeds = np.clip(np.rint(points[:, ::-1]).astype(int), 0, (proc_h - 1, proc_w - 1))
+
+        work_h, work_w = features.working.shape[:2]
+        start = None
+        if prompts.mask_input is not None:
+            previous = _logits_to_size(prompts.mask_input, embedding, (proc_h, proc_w)) > 0
+        elif prompts.box is not None:  # GrabCut's answer to the box, at the working size
+            start = self._grabcut_start(embedding, prompts)
+            previous = cv2.resize(start.astype(np.uint8), (proc_w, proc_h), cv2.INTER_AREA) > 0
+        else:  # clicks only: what they reach without crossing edges, then GrabCut around it
+            start = self._grow_start(embedding, prompts, seeds, labels)
+            previous = cv2.resize(start.astype(np.uint8), (proc_w, proc_h), cv2.INTER_AREA) > 0
+        edited = edit_with_clicks(previous, features.costs, seeds, labels, self.tau, self.reach)
+        changed = edited != previous
+        if start is not None and not changed.any():
+            result = start
+        elif self.refine:  # at the working size: the outline is not limited by PROC_SIDE
+            result = self._refine(embedding, prompts, edited, changed)
+        else:
+            result = _resize_mask(edited.astype(np.uint8), (work_h, work_w))
+
+        candidates = [result]
+        if prompts.multimask:
+            as_bytes = result.astype(np.uint8)
+            in_work = (np.asarray(prompts.points, np.float64).reshape(-1, 2) + 0.5) * (
+                work_w / width,
+                work_h / height,
+            ) - 0.5
+            candidates += [
+                _parts_touching(as_bytes, in_work[labels == 1]).astype(bool),
+                _fill_holes(as_bytes).astype(bool),
+            ]
+        masks = np.zeros((len(candidates), height, width), dtype=bool)
+        logits = np.empty((len(candidates), LOW_RES_SIZE, LOW_RES_SIZE), np.float32)
+        for i, candidate in enumerate(candidates):
+            masks[i] = _resize_mask(candidate.astype(np.uint8), (height, width))
+            logits[i] = _signed_distance_logits(candidate, embedding)
+        scores = np.array(CANDIDATE_SCORES[: len(candidates)], np.float32)
+        return Prediction(masks=masks, scores=scores, low_res_logits=logits)
+
+    def _grow_start(self, embedding, prompts: Prompts, seeds, labels) -> np.ndarray:
+        """The first answer to clicks: the region geodesically within TAU_FIRST of a positive
+        click (and nearer to it than to a negative one) plus a disk around each, refined by
+        GrabCut over a window holding both. HxW bool at the working size."""
+        import cv2
+
+        costs = embedding.features.costs
+        d_pos = _geodesic(costs, seeds[labels == 1])
+        d_neg = _geodesic(costs, seeds[labels != 1])
+        grown = ((d_pos < self.tau_first) & (d_pos < d_neg)).astype(np.uint8)
+        working = embedding.features.working
+        work_h, work_w = working.shape[:2]
+        prior = cv2.resize(grown, (work_w, work_h), interpolation=cv2.INTER_NEAREST)
+        height, width = embedding.original_size
+        points = np.asarray(prompts.points, np.float64).reshape(-1, 2)
+        points = points * (work_w / width, work_h / height)
+        radius = max(3, round(DISK * max(work_h, work_w)))
+        for (x, y), label in zip(np.rint(points).astype(int), labels, strict=True):
+            if label == 1:
+                cv2.circle(prior, (int(x), int(y)), radius, 1, -1)
+        return self._refine(embedding, prompts, prior > 0, None)
+
+    def _refine(self, embedding, prompts: Prompts, edited, changed) -> np.ndarray:
+        """GrabCut over the edited mask (processing size): its pixels are probable labels, the
+        edits definite ones. HxW bool at the working size."""
+        import cv2
+
+        working = embedding.features.working
+        work_h, work_w = working.shape[:2]
+        height, width = embedding.original_size
+        to_work = np.array([work_w / width, work_h / height])
+        points = np.asarray(prompts.points, np.float64).reshape(-1, 2) * to_work
+        labels = np.asarray(prompts.labels).reshape(-1)
+        size = (work_w, work_h)
+        prior = cv2.resize(edited.astype(np.uint8), size, interpolation=cv2.INTER_LINEAR) > 0
+        if changed is None:
+            sure = np.zeros((work_h, work_w), bool)
+        else:
+            sure = cv2.resize(changed.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST) > 0
+        grab = self._grabcut
+        x0, y0, x1, y1 = grab._region_of_interest(points, labels, None, prior, (work_h, work_w))
+        seeds = grab._seed(points - (x0, y0), labels, None, prior, (x0, y0, x1, y1))
+        window = (slice(y0, y1), slice(x0, x1))
+        if self.band:  # far from the outline the mask stays as it is: no distant flips
+            inner = cv2.distanceTransform(prior.astype(np.uint8), cv2.DIST_L2, 3)
+            outer = cv2.distanceTransform((~prior).astype(np.uint8), cv2.DIST_L2, 3)
+            area = float(np.count_nonzero(prior))
+            band = max(4.0, self.band * np.sqrt(area))
+            seeds[(inner > band)[window] & (seeds == cv2.GC_PR_FGD)] = cv2.GC_FGD
+            seeds[(outer > band)[window] & (seeds == cv2.GC_PR_BGD)] = cv2.GC_BGD
+        seeds[sure[window] & prior[window]] = cv2.GC_FGD
+        seeds[sure[window] & ~prior[window]] = cv2.GC_BGD
+        cut = grab._grabcut(working[window], seeds, REFINE_ITERATIONS)
+        full = np.zeros((work_h, work_w), np.uint8)
+        full[window] = cut
+        return full > 0
+
+    def _grabcut_start(self, embedding: Embedding, prompts: Prompts) -> np.ndarray:
+        """GrabCut's answer to the prompts (its first candidate), HxW bool at the working size."""
+        working = embedding.features.working
+        grab = Embedding(working.shape[:2], embedding.input_size, working, embedding.fingerprint)
+        height, width = embedding.original_size
+        scale = np.array([working.shape[1] / width, working.shape[0] / height])
+        points = np.asarray(prompts.points, np.float32).reshape(-1, 2) * scale
+        box = None
+        if prompts.box is not None:
+            box = (np.asarray(prompts.box, np.float32).reshape(4) * np.tile(scale, 2)).astype(
+                np.float32
+            )
+        single = Prompts(points.astype(np.float32), prompts.labels, box, multimask=False)
+        return np.asarray(self._grabcut.decode(grab, single).mask(0))
+
+
+@dataclass(frozen=True)
+class ClassicFeatures:
+    """ClassicEngine's embedding features: the working image (HxWx3 uint8, long side <= 1024)
+    and the edge-cost map at the processing size (float64)."""
+
+    working: np.ndarray
+    costs: np.ndarray
+
+
+def edge_costs(image: np.ndarray, epsilon: float, edge_weight: float) -> np.ndarray:
+    """HxW float64 cost map of an HxWx3 uint8 RGB image: epsilon + edge_weight * g**2, g the
+    CIELAB gradient magnitude over its 90th percentile (the scale follows the image's edges)."""
+    import cv2
+
+    lab = cv2.cvtColor(cv2.GaussianBlur(image, (0, 0), 1.0), cv2.COLOR_RGB2LAB).astype(np.float32)
+    gx = cv2.Sobel(lab, cv2.CV_32F, 1, 0, ksize=3)
+    gy = cv2.Sobel(lab, cv2.CV_32F, 0, 1, ksize=3)
+    magnitude = np.sqrt((gx * gx + gy * gy).sum(axis=2))
+    scale = float(np.percentile(magnitude, 90)) or 1.0
+    g = np.minimum(magnitude / scale, 4.0)
+    return (epsilon + edge_weight * g * g).astype(np.float64)
+
+
+def edit_with_clicks(
+    previous: np.ndarray,
+    costs: np.ndarray,
+    seeds: np.ndarray,
+    labels: np.ndarray,
+    tau: float,
+    reach: float,
+) -> np.ndarray:
+    """`previous` (HxW bool) corrected, in click order, by the clicks it gets wrong.
+
+    seeds: Nx2 int (row, col) at the cost map's size; labels: N, 1 positive, 0 negative. Every
+    click's own pixel ends with its label."""
+    import cv2
+
+    result = previous.copy()
+    height, width = result.shape
+    positive = labels == 1
+    for index, ((row, col), label) in enumerate(zip(seeds, labels, strict=True)):
+        wanted = bool(label == 1)
+        if result[row, col] == wanted:
+            continue
+        wrong = (result != wanted).astype(np.uint8)
+        if wrong.all():
+            limit = max(height, width) / 4
+        else:
+            distances = cv2.distanceTransform(wrong, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
+            limit = float(distances[row, col])
+        cap = max(2.0, reach * limit)
+        r0, r1 = max(0, int(row - cap)), min(height, int(row + cap) + 1)
+        c0, c1 = max(0, int(col - cap)), min(width, int(col + cap) + 1)
+        window = costs[r0:r1, c0:c1]
+        own = _geodesic(window, np.array([[row - r0, col - c0]]))
+        others = seeds[(positive != wanted) & (np.arange(len(seeds)) != index)] - (r0, c0)
+        inside = (others[:, 0] >= 0) & (others[:, 0] < r1 - r0)
+        inside &= (others[:, 1] >= 0) & (others[:, 1] < c1 - c0)
+        other = _geodesic(window, others[inside])
+        rows, cols = np.ogrid[r0:r1, c0:c1]
+        disk = (rows - row) ** 2 + (cols - col) ** 2 <= cap * cap
+        region = (own < tau) & (own < other) & disk
+        result[r0:r1, c0:c1][region] = wanted
+    result[tuple(seeds[positive].T)] = True
+    result[tuple(seeds[~positive].T)] = False
+    return result
+
+
+def _geodesic(costs: np.ndarray, seeds: np.ndarray) -> np.ndarray:
+    """Geodesic distance (float64, costs' shape) from the (row, col) seeds; inf without seeds."""
+    if len(seeds) == 0:
+        return np.full(costs.shape, np.inf)
+    from skimage.graph import MCP_Geometric
+
+    distances, _ = MCP_Geometric(costs, fully_connected=True).find_costs(
+        [(int(r), int(c)) for r, c in seeds]
+    )
+    return distances
+
+
+def _logits_to_size(mask_input, embedding: Embedding, shape) -> np.ndarray:
+    """1x256x256 logits in SAM's low-res frame -> float32 logits at `shape` (H, W)."""
+    import cv2
+
+    in_h, in_w = embedding.input_size
+    crop_h, crop_w = _low_res_extent(in_h, in_w)
+    logits = np.asarray(mask_input, np.float32).reshape(LOW_RES_SIZE, LOW_RES_SIZE)
+    crop = np.ascontiguousarray(logits[:crop_h, :crop_w])
+    return cv2.resize(crop, (shape[1], shape[0]), interpolation=cv2.INTER_LINEAR)
+
+
+def _signed_distance_logits(mask: np.ndarray, embedding: Embedding) -> np.ndarray:
+    """256x256 float32 logits of an hxw bool mask: the signed distance to its outline in low-res
+    pixels (positive inside) times LOGIT_PER_PIXEL, clipped to +-LOGIT; the padding is -LOGIT."""
+    import cv2
+
+    in_h, in_w = embedding.input_size
+    crop_h, crop_w = _low_res_extent(in_h, in_w)
+    m = mask.astype(np.uint8)
+    inside = cv2.distanceTransform(m, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
+    outside = cv2.distanceTransform(1 - m, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
+    signed = np.where(m > 0, inside - 0.5, 0.5 - outside).astype(np.float32)  # outline at 0
+    signed *= crop_w / m.shape[1]  # processing pixels -> low-res pixels
+    out = np.full((LOW_RES_SIZE, LOW_RES_SIZE), -LOGIT, np.float32)
+    resized = cv2.resize(signed, (crop_w, crop_h), interpolation=cv2.INTER_AREA)
+    out[:crop_h, :crop_w] = np.clip(resized * LOGIT_PER_PIXEL, -LOGIT, LOGIT)
+    return out

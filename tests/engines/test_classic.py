@@ -1,4 +1,5 @@
-"""The classic (GrabCut) engine: same interface and geometry as SAM, sensible masks."""
+"""The no-model engines (the app's ClassicEngine and the older GrabCutEngine): same interface and
+geometry as SAM, sensible masks."""
 
 from __future__ import annotations
 
@@ -6,7 +7,9 @@ import numpy as np
 import pytest
 
 from annotator.engines.base import Prompts, Segmenter
-from annotator.engines.classic import ClassicEngine
+from annotator.engines.classic import ClassicEngine, GrabCutEngine
+
+ENGINES = [ClassicEngine, GrabCutEngine]
 
 
 def _scene(height: int, width: int, seed: int = 0):
@@ -36,18 +39,19 @@ def _sam_postprocess(logits: np.ndarray, input_size, original_size) -> np.ndarra
     return cv2.resize(up, original_size[::-1], interpolation=cv2.INTER_LINEAR) > 0
 
 
-@pytest.fixture(scope="module")
-def scene():
+@pytest.fixture(scope="module", params=ENGINES, ids=lambda e: e.__name__)
+def scene(request):
     image, truth, disk = _scene(600, 800)
-    engine = ClassicEngine()
+    engine = request.param()
     return engine, engine.encode(image), truth, disk
 
 
-def test_is_a_segmenter_named_as_classic():
-    engine = ClassicEngine()
-    assert isinstance(engine, Segmenter)
-    assert "no model" in engine.name and "GrabCut" in engine.name
-    assert engine.fingerprint == "classic-grabcut-v1"
+def test_are_segmenters_named_as_no_model():
+    for engine in (ClassicEngine(), GrabCutEngine()):
+        assert isinstance(engine, Segmenter)
+        assert "no model" in engine.name
+    assert GrabCutEngine().fingerprint == "classic-grabcut-v1"
+    assert ClassicEngine().fingerprint != GrabCutEngine().fingerprint
 
 
 def test_one_click_finds_the_object(scene):
@@ -111,13 +115,71 @@ def test_degenerate_prompts(scene):
     assert engine.decode(embedding, corner).masks[0].shape == (600, 800)
 
 
-def test_large_image_is_downscaled_and_masks_come_back_full_size():
+@pytest.mark.parametrize("engine_class", ENGINES, ids=lambda e: e.__name__)
+def test_large_image_is_downscaled_and_masks_come_back_full_size(engine_class):
     image, truth, (cx, cy, r) = _scene(2400, 3200, seed=1)
-    engine = ClassicEngine()
+    engine = engine_class()
     embedding = engine.encode(image)
-    assert max(embedding.features.shape[:2]) == 1024
+    working = getattr(embedding.features, "working", embedding.features)
+    assert max(working.shape[:2]) == 1024
     assert embedding.input_size == (768, 1024) and embedding.original_size == (2400, 3200)
     prompts = Prompts(np.array([[cx, cy]], np.float32), np.array([1], np.int32), multimask=False)
     prediction = engine.decode(embedding, prompts)
     assert prediction.masks.shape == (1, 2400, 3200)
     assert _iou(prediction.masks[0], truth) > 0.9
+
+
+def _flat_scene():
+    """A wide flat orange region with a grey square inside it, on a textured background: the
+    region's mask (without the square) and a point in it far from the square."""
+    import cv2
+
+    rng = np.random.default_rng(5)
+    image = rng.integers(0, 256, (480, 640, 3)).astype(np.uint8)
+    image = cv2.GaussianBlur(image, (0, 0), 1.5)
+    region = np.zeros((480, 640), bool)
+    region[60:420, 80:560] = True
+    image[region] = (235, 130, 40)
+    image[200:280, 400:480] = (128, 128, 128)
+    region[200:280, 400:480] = False
+    return image, region, (200, 240)
+
+
+def test_one_click_on_a_flat_region_gives_the_region_not_a_dot():
+    image, region, (x, y) = _flat_scene()
+    engine = ClassicEngine()
+    embedding = engine.encode(image)
+    prediction = engine.decode(embedding, Prompts(np.array([[x, y]], np.float32), np.array([1])))
+    mask = prediction.mask(prediction.best_index())
+    assert _iou(mask, region) > 0.9
+
+
+def test_a_correction_click_changes_the_mask_near_it_only():
+    image, region, (x, y) = _flat_scene()
+    engine = ClassicEngine()
+    embedding = engine.encode(image)
+    first = engine.decode(embedding, Prompts(np.array([[x, y]], np.float32), np.array([1])))
+    best = first.best_index()
+    kept = first.mask(best)
+    # A background click in the middle of the grey square: the square stays out, the rest stays.
+    points = np.array([[x, y], [440, 240]], np.float32)
+    second = engine.decode(
+        embedding,
+        Prompts(
+            points, np.array([1, 0]), mask_input=first.low_res_logits[best][None], multimask=False
+        ),
+    )
+    mask = second.mask(0)
+    assert not mask[240, 440] and mask[y, x]
+    assert _iou(mask, kept) > 0.95
+
+
+def test_feeding_the_logits_back_keeps_the_outline():
+    """The low-res logits of a mask describe its outline to about a pixel at full size."""
+    from annotator.engines.classic import _logits_to_size, _signed_distance_logits
+
+    image, truth, _ = _scene(600, 800)
+    embedding = ClassicEngine().encode(image)
+    logits = _signed_distance_logits(truth, embedding)
+    back = _logits_to_size(logits, embedding, truth.shape) > 0
+    assert _iou(back, truth) > 0.99
