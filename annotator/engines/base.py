@@ -170,7 +170,7 @@ class Embedding:
 class Segmenter(Protocol):
     """An engine. Only ever called from one worker thread; it need not be thread-safe."""
 
-    name: str  # shown in the UI, e.g. "SAM vit_b (cpu)" or "Classic (GrabCut, no model)"
+    name: str  # shown in the UI, e.g. "SAM vit_b (cpu)" or "Classic (no model)"
     device: str  # "cpu", "cuda:0", "mps"
     fingerprint: str  # identifies the weights + preprocessing; keys the embedding cache
 

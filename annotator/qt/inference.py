@@ -36,7 +36,7 @@ from PySide6.QtCore import QObject, QThread, Signal, Slot
 from annotator.engines.base import Embedding, Prediction, Prompts, Segmenter
 from annotator.errors import UserError
 
-CLASSIC_NAME = "Classic (GrabCut, no model)"
+CLASSIC_NAME = "Classic (no model)"
 
 
 log = logging.getLogger(__name__)
