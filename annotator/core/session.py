@@ -91,6 +91,7 @@ class SessionEvent:
     "reset": everything (a new project or a restored state);
     "proposals": the proposals on offer changed; "dirty": the unsaved state flipped;
     "history": undo/redo availability or texts changed; "path": the project file changed;
+    "revisit": an undo or redo changed these images (a view shows one of them);
     "message": `text` is a sentence for the person (a failed journal write, say)."""
 
     kind: str
@@ -298,6 +299,11 @@ class AnnotationSession:
                 events, self._op_events = self._op_events, []
             if events:
                 self._journal_record(action, text, events)
+                if action != "push":  # undo/redo: where it happened, so a view can go there
+                    touched = {i for e in events if e.kind == "annotations" for i in e.images}
+                    touched |= {i for e in events if e.kind == "images" for i in e.ids}
+                    if touched:
+                        self._emit("revisit", touched)
 
     def _on_stack_changed(self) -> None:
         self._emit("history")

@@ -260,6 +260,15 @@ class MainWindow(QMainWindow):
                 self._sync_done_action()
         if "proposals" in kinds:
             self._refresh_proposals()
+        if "revisit" in kinds and record is not None and record.id not in kinds["revisit"].ids:
+            # Undo/redo of an edit made on another image: show that image, not a silent change.
+            positions = [
+                self.project.image_index(i)
+                for i in kinds["revisit"].ids
+                if self.project.has_image(i)
+            ]
+            if positions:
+                self.go_to(min(positions))
         if "settings" in kinds:
             self.tools.sync_settings()
         if kinds.keys() & {"history", "dirty", "path"}:

@@ -179,3 +179,21 @@ def test_labelling_goes_on_while_ctrl_s_writes(qtbot, make_window, tiny_engine, 
     saved, _ = load_project(window.project.path)
     assert saved.total_annotations() == 1 and not saved.images[0].done
     assert window.is_dirty() and window.windowTitle().endswith("*")
+
+
+def test_undo_of_an_edit_on_another_image_shows_that_image(qtbot, make_window, tiny_engine):
+    window = make_window(RecordingEngine(tiny_engine))
+    _accept_one(qtbot, window)
+    first = window.current_record().id
+    key(qtbot, window, Qt.Key.Key_N)
+    assert window.current_record().id != first
+    key(qtbot, window, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
+    assert window.current_record().id == first and window.project.total_annotations() == 0
+    key(qtbot, window, Qt.Key.Key_N)
+    key(
+        qtbot,
+        window,
+        Qt.Key.Key_Z,
+        Qt.KeyboardModifier.ShiftModifier | Qt.KeyboardModifier.ControlModifier,
+    )
+    assert window.current_record().id == first and window.project.total_annotations() == 1
