@@ -149,3 +149,25 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, tiny_sam_checkpoint):
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0 and "holds no images" in result.stderr
     assert not out.exists()
+
+
+def test_auto_refuses_a_project_a_window_holds_or_has_unsaved_work_for(image_folder, tmp_path):
+    """One writer of a project at a time, and a crashed window's journal is never overwritten."""
+    from annotator.cli.auto_cmd import run_auto
+    from annotator.core.journal import journal_path
+    from annotator.core.session import AnnotationSession
+    from annotator.errors import UserError
+
+    session, _ = AnnotationSession.open(image_folder)  # a window on the folder's project
+    session.save()
+    out = session.project.path
+    before = out.read_bytes()
+    with pytest.raises(UserError, match="open in another window"):
+        run_auto(image_folder, tmp_path / "unused.pth", out, engine=object())
+    image = session.project.images[0]
+    session.add_mask(image.id, 1, np.ones((image.height, image.width), bool))
+    session._stop_journal()  # the window is killed: its journal stays
+    session.lock.release()
+    with pytest.raises(UserError, match="unsaved work from a window"):
+        run_auto(image_folder, tmp_path / "unused.pth", out, engine=object())
+    assert out.read_bytes() == before and journal_path(out).exists()
