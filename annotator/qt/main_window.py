@@ -128,8 +128,8 @@ class MainWindow(QMainWindow):
         triggers = {
             "open": self.files.open_dialog,
             "open_folder": self.files.open_folder_dialog,
-            "save": self.files.save_in_background,
-            "save_as": self.files.save_as,
+            "save": lambda: self.files.save_in_background(),
+            "save_as": self.files.save_as_in_background,
             "export": self.files.export,
             "relink_images": self.files.relink_images,
             "choose_model": self.choose_model,

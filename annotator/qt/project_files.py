@@ -35,6 +35,7 @@ class ProjectFiles(QObject):
         self.io = ProjectIO(self)
         self.opening: tuple[int, bool] | None = None  # (token, discard the current session)
         self.saving = None  # the SaveJob being written
+        self._saving_session = None  # the session it belongs to
         self._save_again = False  # Ctrl+S while a save was being written
         self.io.opened.connect(self._on_read)
         self.io.failed.connect(self._on_failed)
@@ -48,33 +49,45 @@ class ProjectFiles(QObject):
             return self.save_as()
         return self._save_to(None)
 
-    def save_in_background(self) -> None:
-        """Ctrl+S: write a snapshot on the I/O thread; labelling goes on meanwhile."""
+    def save_in_background(self, path: Path | None = None) -> None:
+        """Ctrl+S (and Save As… with `path`): write a snapshot on the I/O thread; labelling goes
+        on meanwhile, and what is edited during the write stays unsaved."""
         w = self.window
-        if w.project.path is None:
-            self.save_as()
+        if path is None and w.project.path is None:
+            self.save_as_in_background()
             return
         if self.saving is not None:
-            self._save_again = True  # once the one being written is done
+            if path is None:
+                self._save_again = True  # once the one being written is done
+            else:
+                QMessageBox.information(w, "Saving", "A save is being written; try again.")
             return
         try:
-            self.saving = w.session.prepare_save()
+            self.saving = w.session.prepare_save(path)
         except UserError as exc:
             QMessageBox.critical(w, "Not saved", str(exc))
             return
-        w.statusBar().showMessage(f"Saving {w.project.path.name}…")
+        self._saving_session = w.session
+        w.statusBar().showMessage(f"Saving {self.saving.target.name}…")
         self.io.save(self.saving)
+
+    def save_as_in_background(self) -> None:
+        """File ▸ Save As…: ask where, then save as Ctrl+S does."""
+        path = self._ask_save_path()
+        if path is not None:
+            self.save_in_background(path)
 
     def _on_saved(self, job) -> None:
         w = self.window
         if job is not self.saving:
             return
         self.saving = None
-        if w.session is not None and job.snapshot.path == w.project.path:
+        if w.session is not None and w.session is self._saving_session:
             w.session.finish_save(job)
             w.settings.add_recent_project(str(job.target))
             self.refresh_recent_menu()
             w.statusBar().showMessage(f"Saved {job.target}", 4000)
+        self._saving_session = None
         if self._save_again:
             self._save_again = False
             if w.is_dirty():
@@ -99,10 +112,15 @@ class ProjectFiles(QObject):
             QCoreApplication.processEvents()
 
     def save_as(self) -> bool:
+        """Save As, waiting for the file (before closing or opening another project)."""
+        path = self._ask_save_path()
+        return path is not None and self._save_to(path)
+
+    def _ask_save_path(self) -> Path | None:
         w = self.window
         start = str(w.project.path or Path.cwd() / "annotations.json")
         path, _ = QFileDialog.getSaveFileName(w, "Save project as", start, "COCO JSON (*.json)")
-        return bool(path) and self._save_to(Path(path))
+        return Path(path) if path else None
 
     def _save_to(self, path: Path | None) -> bool:
         w = self.window

@@ -197,3 +197,43 @@ def test_undo_of_an_edit_on_another_image_shows_that_image(qtbot, make_window, t
         Qt.KeyboardModifier.ShiftModifier | Qt.KeyboardModifier.ControlModifier,
     )
     assert window.current_record().id == first and window.project.total_annotations() == 1
+
+
+def test_save_as_writes_in_the_background_and_the_lock_follows(
+    qtbot, make_window, tiny_engine, monkeypatch, tmp_path
+):
+    from PIL import Image
+    from PySide6.QtWidgets import QFileDialog
+
+    from annotator.core.coco import load_project
+    from annotator.core.lock import lock_path
+    from annotator.core.session import AnnotationSession
+
+    window = make_window(RecordingEngine(tiny_engine))
+    _accept_one(qtbot, window)
+    old = window.project.path
+    target = tmp_path / "elsewhere" / "copy.json"
+    target.parent.mkdir()
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda *a, **k: (str(target), ""))
+    window.actions["save_as"].trigger()
+    qtbot.waitUntil(lambda: window.files.saving is None, timeout=10000)
+    assert window.project.path == target and not window.is_dirty()
+    assert load_project(target)[0].total_annotations() == 1
+    assert lock_path(target).exists() and not lock_path(old).exists()
+    # A target another window holds is refused before anything is written.
+    held = tmp_path / "held"
+    held.mkdir()
+    Image.fromarray(np.zeros((30, 40, 3), np.uint8)).save(held / "h.png")
+    other, _ = AnnotationSession.open(held)
+    other.save()
+    held_bytes = other.project.path.read_bytes()
+    errors = []
+    monkeypatch.setattr(QMessageBox, "critical", lambda _p, _t, text: errors.append(text))
+    monkeypatch.setattr(
+        QFileDialog, "getSaveFileName", lambda *a, **k: (str(other.project.path), "")
+    )
+    window.actions["save_as"].trigger()
+    assert errors and "open in another window" in errors[0]
+    assert window.project.path == target and window.files.saving is None
+    assert other.project.path.read_bytes() == held_bytes
+    other.close()
