@@ -263,29 +263,12 @@ def build_model(architecture: EfficientVitArchitecture):
     meta device, norms' eps set as create_efficientvit_sam_model sets them."""
     import torch
     from efficientsam.models.nn.norm import set_norm_eps
-    from segment_anything.modeling import MaskDecoder, PromptEncoder, Sam, TwoWayTransformer
+    from segment_anything import modeling
+
+    from annotator.engines.sam import assemble_sam
 
     with torch.device("meta"):
-        sam = Sam(
-            image_encoder=build_image_encoder(architecture.config),
-            prompt_encoder=PromptEncoder(
-                embed_dim=256,
-                image_embedding_size=(64, 64),
-                input_image_size=(1024, 1024),
-                mask_in_chans=16,
-            ),
-            mask_decoder=MaskDecoder(
-                num_multimask_outputs=3,
-                transformer=TwoWayTransformer(
-                    depth=2, embedding_dim=256, mlp_dim=2048, num_heads=8
-                ),
-                transformer_dim=256,
-                iou_head_depth=3,
-                iou_head_hidden_dim=256,
-            ),
-            pixel_mean=[123.675, 116.28, 103.53],
-            pixel_std=[58.395, 57.12, 57.375],
-        )
+        sam = assemble_sam(modeling, build_image_encoder(architecture.config))
     set_norm_eps(sam, _NORM_EPS)
     # Prompts and masks live in the 1024 px frame (EfficientViTSam.image_size[0]).
     sam.image_encoder.img_size = 1024

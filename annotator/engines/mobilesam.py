@@ -169,31 +169,13 @@ def build_model(architecture: MobileSamArchitecture):
     # (the files differ in comments only): built from segment_anything, the model takes SAM 1's
     # exported ONNX decoder, regrouped two-way transformer and segment everything as they are.
     from mobile_sam.modeling import TinyViT
-    from segment_anything.modeling import MaskDecoder, PromptEncoder, Sam, TwoWayTransformer
+    from segment_anything import modeling
 
     from annotator.engines.families import skip_init
+    from annotator.engines.sam import assemble_sam
 
     with skip_init():
-        sam = Sam(
-            image_encoder=TinyViT(**architecture.encoder.kwargs()),
-            prompt_encoder=PromptEncoder(
-                embed_dim=256,
-                image_embedding_size=(64, 64),
-                input_image_size=(1024, 1024),
-                mask_in_chans=16,
-            ),
-            mask_decoder=MaskDecoder(
-                num_multimask_outputs=3,
-                transformer=TwoWayTransformer(
-                    depth=2, embedding_dim=256, mlp_dim=2048, num_heads=8
-                ),
-                transformer_dim=256,
-                iou_head_depth=3,
-                iou_head_hidden_dim=256,
-            ),
-            pixel_mean=[123.675, 116.28, 103.53],
-            pixel_std=[58.395, 57.12, 57.375],
-        )
+        sam = assemble_sam(modeling, TinyViT(**architecture.encoder.kwargs()))
     return sam.train(True)
 
 

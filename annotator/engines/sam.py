@@ -301,58 +301,87 @@ def checkpoint_fingerprint(path: Path, architecture: SamArchitecture) -> str:
 # Building the model
 
 
+SAM_PIXEL_MEAN = (123.675, 116.28, 103.53)
+SAM_PIXEL_STD = (58.395, 57.12, 57.375)
+
+
+def vit_image_encoder(modeling, a: SamArchitecture):
+    """build_sam.py's ViT image encoder of `a`, from `modeling` (segment_anything.modeling, or a
+    family's copy of it such as segment_anything_hq.modeling)."""
+    from functools import partial
+
+    import torch
+
+    return modeling.ImageEncoderViT(
+        depth=a.depth,
+        embed_dim=a.embed_dim,
+        img_size=a.image_size,
+        mlp_ratio=4,
+        norm_layer=partial(torch.nn.LayerNorm, eps=1e-6),
+        num_heads=a.num_heads,
+        patch_size=a.patch_size,
+        qkv_bias=True,
+        use_rel_pos=True,
+        global_attn_indexes=tuple(a.global_attn_indexes),
+        window_size=a.window_size,
+        out_chans=a.prompt_embed_dim,
+    )
+
+
+def assemble_sam(
+    modeling,
+    image_encoder,
+    *,
+    embed_dim: int = 256,
+    image_size: int = 1024,
+    grid: int = 64,
+    decoder_class=None,
+    **decoder_kwargs,
+):
+    """build_sam.py's `Sam` around `image_encoder`: its prompt encoder and two-way mask decoder
+    (`modeling.MaskDecoder`, or `decoder_class` with `decoder_kwargs`, e.g. MaskDecoderHQ), from
+    `modeling`. Every family that shares SAM's prompt encoder and decoder is built here."""
+    decoder_class = decoder_class or modeling.MaskDecoder
+    return modeling.Sam(
+        image_encoder=image_encoder,
+        prompt_encoder=modeling.PromptEncoder(
+            embed_dim=embed_dim,
+            image_embedding_size=(grid, grid),
+            input_image_size=(image_size, image_size),
+            mask_in_chans=16,
+        ),
+        mask_decoder=decoder_class(
+            num_multimask_outputs=3,
+            transformer=modeling.TwoWayTransformer(
+                depth=2, embedding_dim=embed_dim, mlp_dim=2048, num_heads=8
+            ),
+            transformer_dim=embed_dim,
+            iou_head_depth=3,
+            iou_head_hidden_dim=256,
+            **decoder_kwargs,
+        ),
+        pixel_mean=list(SAM_PIXEL_MEAN),
+        pixel_std=list(SAM_PIXEL_STD),
+    )
+
+
 def build_sam_model(architecture: SamArchitecture, device: str = "meta"):
     """A segment_anything `Sam` of `architecture` (eval mode), as build_sam.py builds it.
 
     On the "meta" device nothing is allocated or randomly initialised: load weights with
     `load_state_dict(..., assign=True)` and then call `_restore_constant_buffers`.
     """
-    from functools import partial
-
     import torch
-    from segment_anything.modeling import (
-        ImageEncoderViT,
-        MaskDecoder,
-        PromptEncoder,
-        Sam,
-        TwoWayTransformer,
-    )
+    from segment_anything import modeling
 
     a = architecture
-    grid = a.image_size // a.patch_size
     with torch.device(device):
-        sam = Sam(
-            image_encoder=ImageEncoderViT(
-                depth=a.depth,
-                embed_dim=a.embed_dim,
-                img_size=a.image_size,
-                mlp_ratio=4,
-                norm_layer=partial(torch.nn.LayerNorm, eps=1e-6),
-                num_heads=a.num_heads,
-                patch_size=a.patch_size,
-                qkv_bias=True,
-                use_rel_pos=True,
-                global_attn_indexes=tuple(a.global_attn_indexes),
-                window_size=a.window_size,
-                out_chans=a.prompt_embed_dim,
-            ),
-            prompt_encoder=PromptEncoder(
-                embed_dim=a.prompt_embed_dim,
-                image_embedding_size=(grid, grid),
-                input_image_size=(a.image_size, a.image_size),
-                mask_in_chans=16,
-            ),
-            mask_decoder=MaskDecoder(
-                num_multimask_outputs=3,
-                transformer=TwoWayTransformer(
-                    depth=2, embedding_dim=a.prompt_embed_dim, mlp_dim=2048, num_heads=8
-                ),
-                transformer_dim=a.prompt_embed_dim,
-                iou_head_depth=3,
-                iou_head_hidden_dim=256,
-            ),
-            pixel_mean=[123.675, 116.28, 103.53],
-            pixel_std=[58.395, 57.12, 57.375],
+        sam = assemble_sam(
+            modeling,
+            vit_image_encoder(modeling, a),
+            embed_dim=a.prompt_embed_dim,
+            image_size=a.image_size,
+            grid=a.image_size // a.patch_size,
         )
     return sam.eval()
 

@@ -63,59 +63,22 @@ def detect(state_dict: dict[str, Any], name: str):
 
 def build_model(architecture: HqArchitecture):
     """A segment_anything_hq `Sam` as its build_sam.py builds it, without random initialisation."""
-    from functools import partial
-
-    import torch
-    from segment_anything_hq.modeling import (
-        ImageEncoderViT,
-        MaskDecoderHQ,
-        PromptEncoder,
-        Sam,
-        TinyViT,
-        TwoWayTransformer,
-    )
+    from segment_anything_hq import modeling
 
     from annotator.engines.families import skip_init
+    from annotator.engines.sam import assemble_sam, vit_image_encoder
 
     a = architecture.encoder
     with skip_init():
         if architecture.tiny:
-            image_encoder = TinyViT(**a.kwargs())
+            image_encoder = modeling.TinyViT(**a.kwargs())
         else:
-            image_encoder = ImageEncoderViT(
-                depth=a.depth,
-                embed_dim=a.embed_dim,
-                img_size=a.image_size,
-                mlp_ratio=4,
-                norm_layer=partial(torch.nn.LayerNorm, eps=1e-6),
-                num_heads=a.num_heads,
-                patch_size=a.patch_size,
-                qkv_bias=True,
-                use_rel_pos=True,
-                global_attn_indexes=tuple(a.global_attn_indexes),
-                window_size=a.window_size,
-                out_chans=256,
-            )
-        sam = Sam(
-            image_encoder=image_encoder,
-            prompt_encoder=PromptEncoder(
-                embed_dim=256,
-                image_embedding_size=(64, 64),
-                input_image_size=(1024, 1024),
-                mask_in_chans=16,
-            ),
-            mask_decoder=MaskDecoderHQ(
-                num_multimask_outputs=3,
-                transformer=TwoWayTransformer(
-                    depth=2, embedding_dim=256, mlp_dim=2048, num_heads=8
-                ),
-                transformer_dim=256,
-                iou_head_depth=3,
-                iou_head_hidden_dim=256,
-                vit_dim=architecture.vit_dim,
-            ),
-            pixel_mean=[123.675, 116.28, 103.53],
-            pixel_std=[58.395, 57.12, 57.375],
+            image_encoder = vit_image_encoder(modeling, a)
+        sam = assemble_sam(
+            modeling,
+            image_encoder,
+            decoder_class=modeling.MaskDecoderHQ,
+            vit_dim=architecture.vit_dim,
         )
     return sam.train(True)  # eval() after the weights are in (TinyViT caches from its biases)
 
