@@ -110,15 +110,6 @@ class Delta:
             delta.image_order = [r.id for r in project.images]
         return delta
 
-    def is_empty(self) -> bool:
-        return not (
-            self.annotations
-            or self.categories
-            or self.images
-            or self.order
-            or self.settings is not None
-        )
-
     def to_json(self) -> dict:
         out: dict = {}
         if self.annotations:

@@ -160,7 +160,7 @@ class Project:
     such as CVAT's images/ folder).
     extra: foreign top-level keys (info, licenses, ...), written back verbatim.
     undecodable: raw annotation dicts that could not be read, written back verbatim on save.
-    changes: a counter that grows with every mutation (autosave uses it).
+    changes: a counter that grows with every mutation (a cheap "did anything change" check).
     """
 
     def __init__(

@@ -121,7 +121,7 @@ def run_app(args) -> int:
     from annotator.qt.crash import install_excepthook
 
     # An unexpected error autosaves first, then shows a copyable report; the app keeps running.
-    crash_handler = install_excepthook(lambda: window.autosave(force=True), lambda: window)
+    crash_handler = install_excepthook(window.autosave, lambda: window)
     window.show()
     if (
         needs_model

@@ -614,9 +614,8 @@ class MainWindow(QMainWindow):
         self.tools.refresh_color()  # the tools' preview follows the selected mask
 
     def _on_selection(self, ids) -> None:
-        if tuple(ids) != self._selected:  # the panel re-emits it when its list is rebuilt
-            self._selected = tuple(ids)
-            self._refresh_overlay()
+        self._selected = tuple(ids)
+        self._refresh_overlay()
 
     # ================================================================== engine state
     def start_inference(self) -> None:
@@ -641,7 +640,7 @@ class MainWindow(QMainWindow):
         self.canvas.set_opacity(value / 100)
         self.settings.opacity = value / 100
 
-    def autosave(self, force: bool = True) -> None:
+    def autosave(self) -> None:
         """Fold the journal into the autosave now (the crash hook calls this; every edit is in
         the journal already)."""
         if self.session is not None:

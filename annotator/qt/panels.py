@@ -254,7 +254,9 @@ class AnnotationPanel(QWidget):
             item.setToolTip(0, "Untick to hide on the canvas")
             item.setSelected(annotation.id in selected)
         self._updating = False
-        self.selection_changed.emit(tuple(self.selected_ids()))
+        after = tuple(self.selected_ids())
+        if set(after) != selected:  # e.g. a selected annotation was deleted; else nothing to say
+            self.selection_changed.emit(after)
 
     def reset_view_state(self) -> None:
         """A new image: nothing hidden, nothing selected."""
