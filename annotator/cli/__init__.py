@@ -26,6 +26,8 @@ _COMMAND_MODULES = (
     "annotator.cli.auto_cmd",
     "annotator.cli.models_cmd",
     "annotator.cli.eval_cmd",
+    "annotator.cli.find_cmd",  # SAM 3 text prompts
+    "annotator.cli.propagate_cmd",  # sequences and video
 )
 
 

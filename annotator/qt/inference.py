@@ -18,6 +18,12 @@ Segment everything takes seconds to minutes; it runs on the same worker (the onl
 the engine) and polls the job's `cancel` event between batches of points. The controller sets that
 event on navigation, on a model change and on shutdown, and drops the job's result by
 (generation, key, serial) like any other; the Cancel button sets it too.
+
+Longer work of other kinds (find a phrase in every image, propagate masks through frames) is a
+`WorkerTask`: a generator the worker steps through. Between two steps the worker answers the
+waiting click and embedding jobs, so a person keeps labelling while a task streams its results
+(`task_partial`) and progress; the task ends with `task_finished`. One task runs at a time; a new
+one, a model change or shutdown cancels the running one, whose later results are dropped by serial.
 """
 
 from __future__ import annotations
@@ -27,9 +33,10 @@ import sys
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from enum import Enum
+from typing import Any, Protocol
 
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
@@ -123,6 +130,66 @@ class AutoMasked:
     seconds: float = 0.0
 
 
+class TaskContext:
+    """What a `WorkerTask` may use on the worker thread: the engine, embeddings (memory, disk
+    cache, encoder, as clicks get them), images, progress, and its cancel flag."""
+
+    def __init__(self, worker: InferenceWorker, job: TaskJob) -> None:
+        self._worker = worker
+        self._job = job
+
+    @property
+    def engine(self) -> Segmenter:
+        return self._worker.engine
+
+    def embedding_for(self, path: str) -> tuple[Embedding, bool]:
+        """(embedding, cache_hit) of the image at `path`."""
+        return self._worker._embedding_for(path, path)
+
+    def load_image(self, path: str):
+        """HxWx3 uint8 RGB, as `annotator.core.images.load_image`."""
+        return self._worker._load_image(path)
+
+    def progress(self, done: int, total: int) -> None:
+        self._worker.task_progress.emit(self._job.serial, int(done), int(total))
+
+    def cancelled(self) -> bool:
+        return self._job.cancel.is_set()
+
+
+class WorkerTask(Protocol):
+    """A long job on the worker: `run(context)` is a generator.
+
+    Each `yield value` ends one step: a value that is not None goes to the window as a partial
+    result (`task_partial`), as it lands; between steps the worker answers waiting clicks. The
+    generator's return value is the final result (`TaskFinished.result`). A task checks
+    `context.cancelled()` where it can stop early; the worker also stops at the next step.
+    Values must be plain (numpy arrays, frozen dataclasses): they cross threads.
+    """
+
+    def run(self, context: TaskContext) -> Iterator[Any]: ...
+
+
+@dataclass(frozen=True)
+class TaskJob:
+    serial: int
+    task: WorkerTask
+    cancel: threading.Event
+
+
+@dataclass(frozen=True)
+class TaskFinished:
+    """How a task ended: its result, or cancelled, or a one-sentence failure (exc_info set when
+    the failure was a bug, for the crash report)."""
+
+    serial: int
+    result: Any = None
+    cancelled: bool = False
+    message: str = ""
+    seconds: float = 0.0
+    exc_info: tuple | None = None
+
+
 @dataclass(frozen=True)
 class Encoded:
     generation: int
@@ -200,6 +267,9 @@ class InferenceWorker(QObject):
     prefetched = Signal(str)  # key
     auto_progress = Signal(int, int, int)  # serial, done, total
     auto_finished = Signal(object)  # AutoMasked
+    task_progress = Signal(int, int, int)  # serial, done, total
+    task_partial = Signal(int, object)  # serial, a value the task yielded
+    task_finished = Signal(object)  # TaskFinished
     _wake = Signal()
 
     MEMORY_EMBEDDINGS = 4  # current image + prefetched neighbours (SAM: 4 MiB each)
@@ -219,6 +289,7 @@ class InferenceWorker(QObject):
         self._encode: EncodeJob | None = None
         self._decode: DecodeJob | None = None
         self._auto: AutoMaskJob | None = None
+        self._task: TaskJob | None = None
         self._prefetch: list[str] = []
         self._stopping = False
         # Worker-thread state: never touched from the GUI thread.
@@ -247,6 +318,11 @@ class InferenceWorker(QObject):
             self._auto = job
         self._wake.emit()
 
+    def submit_task(self, job: TaskJob) -> None:
+        with self._mailbox_lock:
+            self._task = job
+        self._wake.emit()
+
     def submit_decode(self, job: DecodeJob) -> None:
         with self._mailbox_lock:
             self._decode = job
@@ -261,7 +337,7 @@ class InferenceWorker(QObject):
         """Drop everything waiting; the job in progress finishes, then the thread can quit."""
         with self._mailbox_lock:
             self._stopping = True
-            self._engine_spec = self._encode = self._decode = self._auto = None
+            self._engine_spec = self._encode = self._decode = self._auto = self._task = None
             self._prefetch = []
 
     # ---------------------------------------------------------------- worker-thread side
@@ -281,6 +357,9 @@ class InferenceWorker(QObject):
             if self._auto is not None:
                 job, self._auto = self._auto, None
                 return job
+            if self._task is not None:
+                job, self._task = self._task, None
+                return job
             if self._prefetch and self.engine is not None:
                 return ("prefetch", self._prefetch.pop(0))
             return None
@@ -296,6 +375,8 @@ class InferenceWorker(QObject):
                 self._run_encode(job)
             elif isinstance(job, AutoMaskJob):
                 self._run_auto(job)
+            elif isinstance(job, TaskJob):
+                self._run_task(job)
             else:
                 self._run_prefetch(job[1])
 
@@ -415,6 +496,54 @@ class InferenceWorker(QObject):
             return
         finish(proposals=tuple(compact), seconds=time.perf_counter() - start)
 
+    def _take_interactive(self):
+        """A waiting click or embedding job, taken between two steps of a task."""
+        with self._mailbox_lock:
+            if self._stopping:
+                return None
+            if self._decode is not None:
+                job, self._decode = self._decode, None
+                return job
+            if self._encode is not None:
+                job, self._encode = self._encode, None
+                return job
+            return None
+
+    def _run_task(self, job: TaskJob) -> None:
+        def finish(**result) -> None:
+            self.task_finished.emit(TaskFinished(job.serial, **result))
+
+        if self.engine is None:
+            finish(message="No model is loaded.")
+            return
+        start = time.perf_counter()
+        try:
+            steps = job.task.run(TaskContext(self, job))
+            while True:
+                if job.cancel.is_set():
+                    steps.close()
+                    finish(cancelled=True, seconds=time.perf_counter() - start)
+                    return
+                try:
+                    value = next(steps)
+                except StopIteration as stop:
+                    finish(result=stop.value, seconds=time.perf_counter() - start)
+                    return
+                if value is not None and not job.cancel.is_set():
+                    self.task_partial.emit(job.serial, value)
+                while (waiting := self._take_interactive()) is not None:
+                    if isinstance(waiting, DecodeJob):
+                        self._run_decode(waiting)
+                    else:
+                        self._run_encode(waiting)
+        except Exception as exc:
+            failure = _failure(0, "", exc)
+            finish(
+                message=failure.message,
+                exc_info=failure.exc_info,
+                seconds=time.perf_counter() - start,
+            )
+
     def _run_prefetch(self, path: str) -> None:
         try:
             self._embedding_for(path, path)
@@ -439,6 +568,9 @@ class InferenceController(QObject):
     crashed = Signal(object)  # exc_info of an unexpected worker failure
     auto_progress = Signal(int, int)  # done, total of the running segment-everything job
     auto_finished = Signal(object)  # AutoMasked of the running job (current image only)
+    task_progress = Signal(int, int)  # done, total of the running task
+    task_partial = Signal(object)  # a value the running task yielded
+    task_finished = Signal(object)  # TaskFinished of the running task
 
     def __init__(self, worker: InferenceWorker | None = None, parent=None) -> None:
         super().__init__(parent)
@@ -457,6 +589,8 @@ class InferenceController(QObject):
         self._prefetch: list[str] = []
         self._auto_job: AutoMaskJob | None = None
         self._auto_serial = 0
+        self._task_job: TaskJob | None = None
+        self._task_serial = 0
         self.worker.engine_loaded.connect(self._on_engine_loaded)
         self.worker.engine_failed.connect(self._on_engine_failed)
         self.worker.encode_started.connect(self._on_encode_started)
@@ -465,6 +599,9 @@ class InferenceController(QObject):
         self.worker.failed.connect(self._on_failed)
         self.worker.auto_progress.connect(self._on_auto_progress)
         self.worker.auto_finished.connect(self._on_auto_finished)
+        self.worker.task_progress.connect(self._on_task_progress)
+        self.worker.task_partial.connect(self._on_task_partial)
+        self.worker.task_finished.connect(self._on_task_finished)
 
     # ---------------------------------------------------------------- requests
     def start(self, spec: EngineSpec) -> None:
@@ -474,6 +611,7 @@ class InferenceController(QObject):
 
     def load_engine(self, spec: EngineSpec) -> None:
         self.cancel_auto()
+        self.cancel_task()
         self.engine_info = None
         self.embedding_ready = False
         self.generation += 1
@@ -541,9 +679,34 @@ class InferenceController(QObject):
             self._auto_job.cancel.set()
             self._auto_job = None
 
+    @property
+    def task_running(self) -> bool:
+        """A task is queued or running (its results will still be delivered)."""
+        return self._task_job is not None
+
+    def run_task(self, task: WorkerTask) -> int:
+        """Run `task` on the worker (cancelling the running one); returns its serial.
+
+        It runs whatever image is shown (navigation does not cancel it); its partial results come
+        as `task_partial(value)`, progress as `task_progress(done, total)`, the end as
+        `task_finished(TaskFinished)`. A model change, `cancel_task()` or shutdown cancels it.
+        """
+        self.cancel_task()
+        self._task_serial += 1
+        self._task_job = TaskJob(self._task_serial, task, threading.Event())
+        self.worker.submit_task(self._task_job)
+        return self._task_serial
+
+    def cancel_task(self) -> None:
+        """Stop the running task at its next step; nothing it sends afterwards is delivered."""
+        if self._task_job is not None:
+            self._task_job.cancel.set()
+            self._task_job = None
+
     def shutdown(self) -> None:
         """Stop cleanly: drop queued work, let the running job finish, join the thread."""
         self.cancel_auto()  # a segment-everything run stops at its next batch
+        self.cancel_task()  # a task stops at its next step
         self.worker.stop()
         if self.thread.isRunning():
             self.thread.quit()
@@ -617,6 +780,26 @@ class InferenceController(QObject):
             return  # cancelled by navigation, a model change or a restart: never shown
         self._auto_job = None
         self.auto_finished.emit(result)
+
+    def _is_task(self, serial: int) -> bool:
+        job = self._task_job
+        return job is not None and job.serial == serial and not job.cancel.is_set()
+
+    def _on_task_progress(self, serial: int, done: int, total: int) -> None:
+        if self._is_task(serial):
+            self.task_progress.emit(done, total)
+
+    def _on_task_partial(self, serial: int, value: object) -> None:
+        if self._is_task(serial):
+            self.task_partial.emit(value)
+
+    def _on_task_finished(self, result: TaskFinished) -> None:
+        if not self._is_task(result.serial):
+            return  # cancelled or replaced: never delivered
+        self._task_job = None
+        self.task_finished.emit(result)
+        if result.exc_info is not None:
+            self.crashed.emit(result.exc_info)
 
     def encode_progress(self) -> float | None:
         """0..1 estimate of the running embedding from the last one's duration, or None."""

@@ -160,3 +160,97 @@ def test_engine_failure_is_reported(qtbot, image_folder):
     qtbot.waitUntil(lambda: failures == ["tiny.pth is not a SAM checkpoint."], timeout=30000)
     assert controller.state is EmbeddingState.FAILED
     controller.shutdown()
+
+
+class _StepTask:
+    """A worker task of `steps` steps, each waiting until the test releases it."""
+
+    def __init__(self, steps, fail_at=None):
+        import threading
+
+        self.steps = steps
+        self.fail_at = fail_at
+        self.release = threading.Semaphore(0)
+        self.closed = False
+
+    def run(self, context):
+        try:
+            for step in range(self.steps):
+                self.release.acquire(timeout=20)
+                if step == self.fail_at:
+                    raise ValueError("step failed")
+                context.progress(step + 1, self.steps)
+                yield ("step", step, context.engine.name)
+            return "done"
+        finally:
+            self.closed = True
+
+
+def test_a_task_streams_its_steps_and_clicks_are_answered_between_them(
+    qtbot, controller_for, tiny_engine, image_folder
+):
+    controller = controller_for(tiny_engine)
+    controller.set_image(str(image_folder / "img1.png"))
+    qtbot.waitUntil(lambda: controller.embedding_ready, timeout=30000)
+    partials, progress, finished, predictions = [], [], [], []
+    controller.task_partial.connect(partials.append)
+    controller.task_progress.connect(lambda done, total: progress.append((done, total)))
+    controller.task_finished.connect(finished.append)
+    controller.prediction_ready.connect(lambda revision, p: predictions.append(revision))
+    task = _StepTask(3)
+    controller.run_task(task)
+    task.release.release()
+    qtbot.waitUntil(lambda: len(partials) == 1, timeout=10000)
+    # The task waits in its second step; a click made now is answered before the third.
+    controller.request_decode(7, _point(10, 10))
+    task.release.release()
+    qtbot.waitUntil(lambda: predictions == [7], timeout=10000)
+    assert len(partials) == 2 and not finished
+    task.release.release()
+    qtbot.waitUntil(lambda: bool(finished), timeout=10000)
+    assert [p[1] for p in partials] == [0, 1, 2]
+    assert progress == [(1, 3), (2, 3), (3, 3)]
+    assert finished[0].result == "done" and not finished[0].cancelled
+    assert not controller.task_running
+
+
+def test_a_cancelled_task_stops_and_delivers_nothing_more(
+    qtbot, controller_for, tiny_engine, image_folder
+):
+    controller = controller_for(tiny_engine)
+    partials, finished = [], []
+    controller.task_partial.connect(partials.append)
+    controller.task_finished.connect(finished.append)
+    worker_finished = []
+    controller.worker.task_finished.connect(worker_finished.append)
+    task = _StepTask(100)
+    controller.run_task(task)
+    task.release.release()
+    qtbot.waitUntil(lambda: len(partials) == 1, timeout=10000)
+    controller.cancel_task()
+    task.release.release()
+    qtbot.waitUntil(lambda: bool(worker_finished), timeout=10000)
+    assert worker_finished[0].cancelled and task.closed
+    assert finished == [] and len(partials) == 1
+
+
+def test_a_failing_task_ends_with_its_sentence(qtbot, controller_for, tiny_engine):
+    from annotator.errors import UserError
+
+    class Refuses:
+        def run(self, context):
+            raise UserError("Nothing to find.")
+            yield  # a generator
+
+    controller = controller_for(tiny_engine)
+    finished, crashed = [], []
+    controller.task_finished.connect(finished.append)
+    controller.crashed.connect(crashed.append)
+    controller.run_task(Refuses())
+    qtbot.waitUntil(lambda: bool(finished), timeout=10000)
+    assert finished[0].message == "Nothing to find." and finished[0].exc_info is None
+    task = _StepTask(2, fail_at=0)
+    controller.run_task(task)
+    task.release.release()
+    qtbot.waitUntil(lambda: len(finished) == 2, timeout=10000)
+    assert finished[1].message == "step failed" and crashed  # a bug goes to the crash report
