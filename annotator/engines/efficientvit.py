@@ -344,7 +344,7 @@ class EfficientVitEngine(SamEngine):
         input_size = self.transform.get_preprocess_shape(*original, self.transform.target_length)
         with self._lock, torch.inference_mode():
             tensor = self.encoder_transform(image).unsqueeze(dim=0).to(self.device)
-            features = self.model.image_encoder(tensor).float().cpu().numpy()
+            features = self.image_encoder(tensor).float().cpu().numpy()
         return Embedding(
             original_size=original,
             input_size=(int(input_size[0]), int(input_size[1])),

@@ -173,6 +173,17 @@ def require_package(family: str) -> None:
     import warnings
 
     fam = FAMILIES[family]
+    if family == "sam1":
+        from annotator.engines.sam import segment_anything_modeling
+
+        try:
+            segment_anything_modeling()
+        except ModuleNotFoundError as exc:
+            raise UserError(
+                "SAM checkpoints need the Python package segment_anything (not installed): "
+                "install it with pip install segment-anything."
+            ) from exc
+        return
     try:
         # timm warns about its deprecated module paths and about TinyViT names that mobile_sam and
         # segment_anything_hq register again: nothing a user can act on.
@@ -193,6 +204,37 @@ def require_package(family: str) -> None:
             f"This is {_a(fam.title)} {fam.title} checkpoint, which needs the Python package {missing} "
             f"(not installed): install it with {hint}."
         ) from exc
+
+
+def import_package_lazily(name: str) -> None:
+    """Make `import name.submodule` work without running `name/__init__.py` yet.
+
+    segment_anything's __init__ imports its predictor, whose transforms import torchvision (and
+    torchvision torch._dynamo): 1-3 s of a start-up that needs only `segment_anything.modeling`.
+    The package module is created from its spec and put in sys.modules; its __init__ runs the
+    first time anyone reads a name it defines (`from segment_anything import SamPredictor`), so
+    every other importer sees the package as usual. Raises ModuleNotFoundError when absent.
+    """
+    import importlib.util
+    import sys
+
+    if name in sys.modules:
+        return
+    spec = importlib.util.find_spec(name)
+    if spec is None or spec.loader is None or spec.submodule_search_locations is None:
+        raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+    package = importlib.util.module_from_spec(spec)
+
+    def __getattr__(attribute: str):
+        # Submodules already imported are attributes already; anything else is the __init__'s.
+        if attribute.startswith("__"):
+            raise AttributeError(attribute)
+        del package.__getattr__
+        spec.loader.exec_module(package)
+        return getattr(package, attribute)
+
+    package.__getattr__ = __getattr__
+    sys.modules[name] = package
 
 
 def load_model(
@@ -226,14 +268,47 @@ def load_model(
         check_model_type(info, model_type, path.name)
         require_package(info.family)
         return hf.load_folder(path, info, device=sam.resolve_device(device))
-    state_dict = read_state_dict(path, mmap=False)
+    # Memory-mapped: only what is touched is read (a cached embedding needs the decoder alone);
+    # each part is copied into memory before it first runs (copy_into_memory).
+    state_dict = read_state_dict(path, mmap=True)
     info = detect_family(state_dict, path.name)
     check_model_type(info, model_type, path.name)
     require_package(info.family)
     resolved = sam.resolve_device(device)
-    return _adapter(info.family).load(
+    engine = _adapter(info.family).load(
         state_dict, info, path, device=resolved, encoder=encoder, decoder=decoder
     )
+    if not getattr(engine, "copies_encoder_on_first_use", False):
+        copy_into_memory(engine.model)
+    return engine
+
+
+def copy_into_memory(module) -> None:
+    """Give every cpu parameter and buffer of `module` memory of its own (a copy).
+
+    Checkpoints are read memory-mapped, and a mapped tensor reads the file for as long as it lives:
+    a checkpoint copied over in place while the window runs would change the weights under the
+    model (or fault the process). So every part of a model is copied before it first runs: all
+    of it when it loads, or (SamEngine) the prompt encoder and mask decoder when it loads and the
+    image encoder before its first image. Tensors shared by two modules stay shared.
+    """
+    import torch
+
+    copies: dict[int, Any] = {}
+    with torch.no_grad():
+        for sub in module.modules():
+            for param in sub._parameters.values():
+                if param is None or param.device.type != "cpu" or param.layout != torch.strided:
+                    continue
+                if id(param) not in copies:
+                    param.data = param.data.clone()
+                    copies[id(param)] = param
+            for name, buffer in sub._buffers.items():
+                if buffer is None or buffer.device.type != "cpu" or buffer.layout != torch.strided:
+                    continue
+                if id(buffer) not in copies:
+                    copies[id(buffer)] = buffer.clone()
+                sub._buffers[name] = copies[id(buffer)]
 
 
 def fingerprint(path: Path, info: ModelInfo, preprocess_version: int) -> str:

@@ -278,6 +278,38 @@ def _session_options(spin: bool = False):
     return options
 
 
+def _verified_stamp(path: Path) -> Path:
+    return path.with_name(path.name + ".verified")
+
+
+def _stamp_text(path: Path) -> str:
+    """What a verified decoder file's stamp holds: the file's SHA-256 and the onnxruntime and
+    format that reproduced the model with it."""
+    import hashlib
+
+    import onnxruntime as ort
+
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    return f"{DECODER_FORMAT} onnxruntime={ort.__version__} sha256={digest}\n"
+
+
+def _is_verified(path: Path) -> bool:
+    """Whether `check_against` passed for exactly these bytes under this onnxruntime: then the
+    two torch decodes of the check (a second or more at start-up, torch's first calls) are
+    skipped. Any change to the file, the runtime or the format checks it again."""
+    try:
+        return _verified_stamp(path).read_text(encoding="utf-8") == _stamp_text(path)
+    except (OSError, UnicodeDecodeError):
+        return False
+
+
+def _mark_verified(path: Path) -> None:
+    try:
+        atomic_write_bytes(_verified_stamp(path), _stamp_text(path).encode())
+    except OSError:  # a read-only cache: the check simply runs again next time
+        logger.info("Could not write %s", _verified_stamp(path), exc_info=True)
+
+
 class OnnxMaskDecoder:
     """Decodes prompts on a SAM embedding with an exported decoder in onnxruntime (CPU)."""
 
@@ -323,13 +355,16 @@ class OnnxMaskDecoder:
         if path.is_file():
             try:
                 decoder = cls(path, fingerprint)
-                decoder.check_against(sam_model)
+                if not _is_verified(path):
+                    decoder.check_against(sam_model)
+                    _mark_verified(path)
                 return decoder
             except Exception:  # corrupt, foreign or wrong: export again below
                 logger.warning("Exporting the ONNX decoder again over %s", path, exc_info=True)
         export_decoder(sam_model, path, fingerprint)
         decoder = cls(path, fingerprint)
         decoder.check_against(sam_model)
+        _mark_verified(path)
         return decoder
 
     def check_against(self, sam_model, tolerance: float = 1e-3) -> None:

@@ -341,15 +341,22 @@ def assemble_sam(
     """build_sam.py's `Sam` around `image_encoder`: its prompt encoder and two-way mask decoder
     (`modeling.MaskDecoder`, or `decoder_class` with `decoder_kwargs`, e.g. MaskDecoderHQ), from
     `modeling`. Every family that shares SAM's prompt encoder and decoder is built here."""
+    import torch
+
     decoder_class = decoder_class or modeling.MaskDecoder
-    return modeling.Sam(
-        image_encoder=image_encoder,
-        prompt_encoder=modeling.PromptEncoder(
+    # The prompt encoder is built on the cpu whatever the device around (its few kB are then
+    # replaced by the checkpoint's): on the meta device its one `torch.randn` imports
+    # torch._dynamo, 0.7-1 s of start-up.
+    with torch.device("cpu"):
+        prompt_encoder = modeling.PromptEncoder(
             embed_dim=embed_dim,
             image_embedding_size=(grid, grid),
             input_image_size=(image_size, image_size),
             mask_in_chans=16,
-        ),
+        )
+    return modeling.Sam(
+        image_encoder=image_encoder,
+        prompt_encoder=prompt_encoder,
         mask_decoder=decoder_class(
             num_multimask_outputs=3,
             transformer=modeling.TwoWayTransformer(
@@ -365,17 +372,34 @@ def assemble_sam(
     )
 
 
+def segment_anything_modeling():
+    """`segment_anything.modeling`, imported without the package's __init__ (which imports
+    torchvision, seconds of start-up; see families.import_package_lazily)."""
+    import importlib
+
+    from annotator.engines.families import import_package_lazily
+
+    import_package_lazily("segment_anything")
+    return importlib.import_module("segment_anything.modeling")
+
+
 def build_sam_model(architecture: SamArchitecture, device: str = "meta"):
     """A segment_anything `Sam` of `architecture` (eval mode), as build_sam.py builds it.
 
     On the "meta" device nothing is allocated or randomly initialised: load weights with
     `load_state_dict(..., assign=True)` and then call `_restore_constant_buffers`.
     """
-    import torch
-    from segment_anything import modeling
+    from contextlib import nullcontext
 
+    import torch
+
+    from annotator.engines.families import skip_init
+
+    modeling = segment_anything_modeling()
     a = architecture
-    with torch.device(device):
+    # On meta, torch.nn.init's fillers would run through torch._refs, which imports
+    # torch._dynamo (about a second): they have nothing to fill there anyway.
+    with torch.device(device), skip_init() if device == "meta" else nullcontext():
         sam = assemble_sam(
             modeling,
             vit_image_encoder(modeling, a),
@@ -449,7 +473,7 @@ def load_sam(
     if model_type not in ("auto", *MODEL_TYPES):
         raise UserError(f"Unknown model type {model_type!r}: use auto, {', '.join(MODEL_TYPES)}.")
     path = Path(checkpoint).expanduser()
-    state_dict = _read_state_dict(path, mmap=False)
+    state_dict = _read_state_dict(path, mmap=True)  # SamEngine copies each part before it runs
     architecture = architecture_from_state_dict(state_dict, path.name)
     check_model_type(architecture, model_type, path.name)
     resolved = resolve_device(device)
@@ -501,6 +525,9 @@ class SamEngine:
     family = (
         "sam1"  # annotator.engines.families key (MobileSAM and EfficientViT-SAM reuse the class)
     )
+    # The image encoder is built (and its weights copied out of the mapped checkpoint) on the
+    # first `encode`: a cached embedding is answered by the decoder alone (families.load_model).
+    copies_encoder_on_first_use = True
 
     def __init__(
         self,
@@ -512,8 +539,6 @@ class SamEngine:
         encoder: str = "fast",
         decoder: str = "auto",
     ) -> None:
-        from segment_anything.utils.transforms import ResizeLongestSide
-
         self.model = sam
         self.architecture = architecture
         self.device = device
@@ -525,13 +550,30 @@ class SamEngine:
         self.fingerprint = fingerprint if encoder != "bf16" else f"{fingerprint}-bf16"
         self.transform = ResizeLongestSide(sam.image_encoder.img_size)
         self.linear_backend = "torch"
-        self.image_encoder = self._build_image_encoder(encoder)
+        self._image_encoder = None  # built by the `image_encoder` property, on first use
+        from annotator.engines.families import copy_into_memory
+
+        copy_into_memory(sam.prompt_encoder)
+        copy_into_memory(sam.mask_decoder)
         self.onnx_decoder = self._build_onnx_decoder(decoder)
         self.decoder_kind = "onnx" if self.onnx_decoder is not None else "torch"
         self.name = f"SAM {architecture.model_type} ({device})"
         self._lock = threading.Lock()  # cheap insurance: the torch model is not re-entrant
 
     # -- construction ------------------------------------------------------------------------
+
+    @property
+    def image_encoder(self):
+        """The module that maps a 1x3xSxS normalised, padded image to 1xCx64x64 features; built
+        on first use (the fast encoder's packing takes a second or more for vit_b), its weights
+        then copied out of the memory-mapped checkpoint."""
+        if self._image_encoder is None:
+            from annotator.engines.families import copy_into_memory
+
+            encoder = self._build_image_encoder(self.encoder_kind)
+            copy_into_memory(self.model.image_encoder)
+            self._image_encoder = encoder
+        return self._image_encoder
 
     def _build_image_encoder(self, encoder: str):
         """The module that maps a 1x3xSxS normalised, padded image to 1xCx64x64 features."""
@@ -654,8 +696,49 @@ class SamEngine:
         """One line: type, device, encoder and decoder paths."""
         return (
             f"{self.name}: {self.architecture.describe()}; encoder {self.encoder_kind}"
-            f" (Linear {self.linear_backend}), decoder {self.decoder_kind}"
+            f" (Linear {self.linear_backend if self._image_encoder is not None else 'chosen at the first image'})"
+            f", decoder {self.decoder_kind}"
         )
+
+
+class ResizeLongestSide:
+    """segment_anything's ResizeLongestSide for numpy inputs, without its torchvision import
+    (torchvision's import takes 1-3 s, most of a start-up with a cached embedding).
+
+    apply_image: HxWx3 uint8 -> hxwx3 uint8, the long side `target_length`, PIL bilinear, as
+    torchvision's `resize(to_pil_image(image), size)` does on a PIL image. apply_coords /
+    apply_boxes: (X, Y) original-image pixels -> the resized image's, as float64. The equality
+    tests compare every engine built on it with SamPredictor.
+    """
+
+    def __init__(self, target_length: int) -> None:
+        self.target_length = target_length
+
+    def apply_image(self, image: np.ndarray) -> np.ndarray:
+        from PIL import Image
+
+        height, width = self.get_preprocess_shape(
+            image.shape[0], image.shape[1], self.target_length
+        )
+        pil = Image.fromarray(np.ascontiguousarray(image))  # HxWx3 uint8: RGB
+        return np.array(pil.resize((width, height), Image.BILINEAR))
+
+    def apply_coords(self, coords: np.ndarray, original_size: tuple[int, ...]) -> np.ndarray:
+        old_h, old_w = original_size
+        new_h, new_w = self.get_preprocess_shape(old_h, old_w, self.target_length)
+        coords = np.array(coords, dtype=float)  # a copy, as segment_anything's deepcopy
+        coords[..., 0] = coords[..., 0] * (new_w / old_w)
+        coords[..., 1] = coords[..., 1] * (new_h / old_h)
+        return coords
+
+    def apply_boxes(self, boxes: np.ndarray, original_size: tuple[int, ...]) -> np.ndarray:
+        return self.apply_coords(np.asarray(boxes).reshape(-1, 2, 2), original_size).reshape(-1, 4)
+
+    @staticmethod
+    def get_preprocess_shape(oldh: int, oldw: int, long_side_length: int) -> tuple[int, int]:
+        scale = long_side_length * 1.0 / max(oldh, oldw)
+        newh, neww = oldh * scale, oldw * scale
+        return int(newh + 0.5), int(neww + 0.5)
 
 
 def _check_image(image: np.ndarray) -> np.ndarray:

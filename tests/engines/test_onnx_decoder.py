@@ -160,7 +160,34 @@ def test_export_is_reused_and_corrupt_files_are_replaced(tiny_sam_reference, tmp
     path.write_bytes(path.read_bytes()[:1000])  # truncated by a crash or a full disk
     again = OnnxMaskDecoder.load_or_export(tiny_sam_reference, "fp-1", tmp_path)
     assert again.session is not None and path.stat().st_size > 1000
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["fp-1.onnx"]  # no temp files left
+    # no temp files left; the stamp of the verified file beside it
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fp-1.onnx", "fp-1.onnx.verified"]
+
+
+def test_a_verified_file_is_not_checked_again_until_its_bytes_change(
+    tiny_sam_reference, tmp_path, monkeypatch
+):
+    import onnx
+    from onnx import numpy_helper
+
+    from annotator.engines.onnx_decoder import OnnxMaskDecoder
+
+    OnnxMaskDecoder.load_or_export(tiny_sam_reference, "fp-v", tmp_path)
+    checks = []
+    real_check = OnnxMaskDecoder.check_against
+    monkeypatch.setattr(
+        OnnxMaskDecoder, "check_against", lambda self, m: checks.append(1) or real_check(self, m)
+    )
+    OnnxMaskDecoder.load_or_export(tiny_sam_reference, "fp-v", tmp_path)
+    assert checks == []  # the stamp matches these bytes under this onnxruntime
+    path = tmp_path / "fp-v.onnx"
+    model = onnx.load(str(path))
+    biggest = max(model.graph.initializer, key=lambda t: np.prod(t.dims))
+    biggest.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(biggest) * 1.5, biggest.name))
+    onnx.save(model, str(path))  # damaged after it was verified, still well-formed
+    repaired = OnnxMaskDecoder.load_or_export(tiny_sam_reference, "fp-v", tmp_path)
+    assert len(checks) == 2  # the damaged file checked (and refused), the new export checked
+    real_check(repaired, tiny_sam_reference)
 
 
 def test_file_of_another_model_is_not_reused(decoder, tiny_sam_reference, tmp_path):

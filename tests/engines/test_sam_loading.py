@@ -279,3 +279,33 @@ def test_architecture_is_a_frozen_value():
         arch.depth = 5  # type: ignore[misc]
     assert arch.same_shape(SamArchitecture("vit_b", 64, 4, 2, (1, 3)))
     assert sam_engine.PREPROCESS_VERSION >= 1
+
+
+def test_a_checkpoint_overwritten_in_place_does_not_change_a_loaded_model(
+    tmp_path, tiny_sam_config
+):
+    """Checkpoints are read memory-mapped: every part must be copied into memory before it runs
+    (the decoder at load, the image encoder at the first image), or a file copied over in place
+    would change the weights under a running model."""
+    from sam_factory import build_sam, save_checkpoint
+
+    from annotator.engines.base import Prompts
+
+    path = save_checkpoint(build_sam(**tiny_sam_config, seed=1), tmp_path / "a.pth")
+    other = save_checkpoint(build_sam(**tiny_sam_config, seed=2), tmp_path / "b.pth")
+    assert path.stat().st_size == other.stat().st_size  # overwritten byte for byte, no truncation
+    image = np.random.default_rng(0).integers(0, 255, (40, 56, 3), dtype=np.uint8)
+    prompts = Prompts(np.array([[20.0, 15.0]], np.float32), np.array([1], np.int32))
+
+    engine = load_sam(path, device="cpu", decoder="torch")
+    before = engine.encode(image)
+    first = engine.decode(before, prompts)
+    with open(path, "r+b") as f:  # as `cp b.pth a.pth` would
+        f.write(other.read_bytes())
+    after = engine.encode(image)
+    np.testing.assert_array_equal(after.features, before.features)
+    second = engine.decode(after, prompts)
+    np.testing.assert_array_equal(second.low_res_logits, first.low_res_logits)
+    # ...and the new file's weights do give another answer (the test can fail).
+    fresh = load_sam(path, device="cpu", decoder="torch")
+    assert not np.array_equal(fresh.encode(image).features, before.features)
