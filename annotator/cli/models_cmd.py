@@ -104,10 +104,10 @@ def _state(info, folder: Path) -> str:
 def _download(args) -> int:
     from tqdm import tqdm
 
+    from annotator.models import registry
     from annotator.models.download import download_checkpoint
-    from annotator.models.registry import official_checkpoint
 
-    info = official_checkpoint(args.model_type)
+    info = registry.official_checkpoint(args.model_type)
     with tqdm(
         total=info.expected_bytes,
         unit="B",
@@ -134,6 +134,9 @@ def _download(args) -> int:
             bar.leave = False  # the error message is the last line, not a stale bar
             raise
     print(path)
+    missing = registry.missing_package_hint(info.family)
+    if missing:  # downloaded fine, but it will not load until the package is there
+        print(f"annotator: {missing}", file=sys.stderr)
     return 0
 
 

@@ -339,6 +339,28 @@ def recommended_checkpoints(cuda: bool | None = None) -> tuple[Recommendation, .
     )
 
 
+def missing_package_hint(family: str) -> str:
+    """ "Needs the efficientsam package: pip install 'annotator[efficientvit]'." when the family's
+    reference package is not installed, else "".
+
+    find_spec looks the package up on sys.path without importing it (no torch on the GUI thread).
+    """
+    import importlib.util
+
+    from annotator.engines.families import FAMILIES
+
+    fam = FAMILIES[family]
+    if not fam.extra:
+        return ""
+    try:
+        if importlib.util.find_spec(fam.package) is not None:
+            return ""
+    except (ImportError, ValueError):
+        pass
+    hint = "make install" if family == "sam2" else f"pip install 'annotator[{fam.extra}]'"
+    return f"Needs the {fam.package} package: {hint}."
+
+
 def cuda_likely() -> bool:
     """Whether CUDA is probably usable, without importing torch (1-2 s, too slow for a dialog).
 

@@ -389,31 +389,10 @@ def _recommendation_text(pick: registry.Recommendation) -> str:
     parts = [pick.reason]
     if pick.timing_text:
         parts.append(pick.timing_text)
-    missing = _missing_package_hint(pick.info.family)
+    missing = registry.missing_package_hint(pick.info.family)
     if missing:
         parts.append(missing)
     return " ".join(parts)
-
-
-def _missing_package_hint(family: str) -> str:
-    """ "Needs pip install 'annotator[efficientvit]'." when the family's package is absent, else "".
-
-    find_spec looks the package up on sys.path without importing it (no torch on the GUI thread).
-    """
-    import importlib.util
-
-    from annotator.engines.families import FAMILIES
-
-    fam = FAMILIES[family]
-    if not fam.extra:
-        return ""
-    try:
-        if importlib.util.find_spec(fam.package) is not None:
-            return ""
-    except (ImportError, ValueError):
-        pass
-    hint = "make install" if family == "sam2" else f"pip install 'annotator[{fam.extra}]'"
-    return f"Needs the {fam.package} package: {hint}."
 
 
 def _escape(text: str) -> str:

@@ -91,3 +91,14 @@ def test_cuda_is_taken_from_torch_once_it_is_imported(monkeypatch):
     assert registry.cuda_likely() is True
     monkeypatch.setattr(FakeCuda, "is_available", staticmethod(lambda: False))
     assert registry.cuda_likely() is False
+
+
+def test_a_missing_family_package_is_named_with_its_install_command(monkeypatch):
+    import importlib.util
+
+    assert registry.missing_package_hint("sam1") == ""  # segment_anything is always installed
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *args: None)
+    assert registry.missing_package_hint("mobilesam") == (
+        "Needs the mobile_sam package: pip install 'annotator[mobilesam]'."
+    )
+    assert registry.missing_package_hint("sam2").endswith("make install.")
