@@ -91,10 +91,12 @@ _SAM1_SOURCE = (
     "/work/shared/MODELS.md, the same as the LFS pointers of byte copies on the Hugging Face hub "
     "(e.g. huggingface.co/mashb1t/misc commit 78e1813)"
 )
-# Corroboration that Meta's server and the hub hold the same bytes for SAM 2.1.
+# Corroboration that Meta's server and the hub hold the same bytes for SAM 2.1: tools that
+# download from Meta's URLs pin the hub's SHA-256.
 _INTEL_PIN = (
-    "the same SHA-256 is pinned for this dl.fbaipublicfiles.com URL in an Intel MODEL_MAP "
-    "(Apache-2.0, public code; the search index does not name its repository)"
+    "the same SHA-256 is pinned for this dl.fbaipublicfiles.com URL by "
+    "InterDigitalInc/CompressAI-Vision scripts/install.sh (commit 012d084) and an Intel "
+    "MODEL_MAP in public code"
 )
 _SAM2_URL_SOURCE = "URL: facebookresearch/sam2 checkpoints/download_ckpts.sh"
 _HQ_URL_SOURCE = (
@@ -103,8 +105,9 @@ _HQ_URL_SOURCE = (
 _EVIT_SOURCE = (
     "URL: mit-han-lab/efficientvit applications/efficientvit_sam/README.md; SHA-256 and rounded "
     "size: Git LFS details of huggingface.co/mit-han-lab/efficientvit-sam/blob/main/{name} "
-    "(the same short hashes in huggingface.co/fastforks/efficientvit-sam); no source found gives "
-    "the exact byte count"
+    "(the same short hashes in huggingface.co/fastforks/efficientvit-sam; the full ones pinned to "
+    "this URL by InterDigitalInc/CompressAI-Vision scripts/install.sh, commit 012d084); no "
+    "source found gives the exact byte count"
 )
 
 
