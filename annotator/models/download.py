@@ -171,13 +171,15 @@ def check_loads_as(path: Path, info: CheckpointInfo) -> None:
     try:
         state = families.read_state_dict(path, mmap=True)
         found = families.detect_family(state, info.file_name)
-    except UserError as exc:
+    except Exception as exc:  # any failure to read it means it is not the file: one sentence
+        if not isinstance(exc, UserError):
+            logger.warning("Checking %s failed", path, exc_info=True)
+        why = str(exc).rstrip(".") if isinstance(exc, UserError) else type(exc).__name__
         raise UserError(
-            f"The download of {info.file_name} does not load as a checkpoint "
-            f"({str(exc).rstrip('.')})."
+            f"The download of {info.file_name} does not load as a checkpoint ({why})."
         ) from None
     finally:
-        state = None
+        state = None  # drop the memory map before anyone renames or deletes the file
         gc.collect()
     if found.family != info.family or found.model_type != info.model_type:
         raise UserError(f"The download of {info.file_name} is {found.what()}, not {info.title}.")
