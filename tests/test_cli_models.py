@@ -89,3 +89,43 @@ def test_models_list_from_the_real_entry_point():
     assert result.returncode == 0, result.stderr
     for name in ("vit_b", "vit_l", "vit_h", "375 MB", "1.2 GB", "2.6 GB"):
         assert name in result.stdout
+    rows = {
+        line.split()[0]: line
+        for line in result.stdout.splitlines()
+        if line.startswith("  ") and not line.startswith("  TYPE")
+    }
+    from annotator.engines.families import MODEL_TYPES
+
+    assert set(rows) == set(MODEL_TYPES) - {"hf"}  # every family's every official size
+    assert "EfficientViT-SAM" in rows["efficientvit_sam_l0"]
+    assert "about 139 MB" in rows["efficientvit_sam_l0"]  # no exact byte count was published
+    assert "SAM-HQ" in rows["hq_vit_tiny"] and "43 MB" in rows["hq_vit_tiny"]
+    assert all(" known " in row and "not downloaded" in row for row in rows.values())
+    assert "efficientvit_sam_l0 1.3 s" in result.stdout  # the measured CPU time, quoted as such
+    assert "2-core test machine" in result.stdout
+    assert "type hf" in result.stdout  # folders are left out, and the list says so
+
+
+def test_an_entry_without_sha256_is_listed_as_such_and_downloads(
+    monkeypatch, tiny_sam_checkpoint, capsys
+):
+    import dataclasses
+
+    data = tiny_sam_checkpoint.read_bytes()
+    unhashed = dataclasses.replace(
+        registry_entry_for(data, file_name="sam_unhashed.pth", model_type="custom"), sha256=None
+    )
+    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
+    monkeypatch.setattr(registry, "OFFICIAL_CHECKPOINTS", (unhashed,))
+    server = FileServer({unhashed.file_name: data})
+    monkeypatch.setenv("ANNOTATOR_MODEL_BASE_URL", server.url)
+    try:
+        assert main(["models", "list"]) == 0
+        (row,) = [line for line in capsys.readouterr().out.splitlines() if "custom" in line]
+        assert " none " in row
+        assert main(["models", "download", "custom"]) == 0
+        capsys.readouterr()
+    finally:
+        server.close()
+    assert main(["models", "verify", "custom"]) == 0
+    assert capsys.readouterr().out.startswith("NO-HASH")

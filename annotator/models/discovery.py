@@ -38,13 +38,19 @@ class FoundCheckpoint:
 
     @property
     def model_type(self) -> str | None:
-        """ "vit_b"/"vit_l"/"vit_h" for an official file name; None (read it from the weights)."""
+        """The registry's type ("vit_b", "sam2.1_hiera_t"...) for an official file name; None (read
+        it from the weights)."""
         return self.official.model_type if self.official else None
 
     @property
     def looks_complete(self) -> bool:
-        """False when an official file name has the wrong size (a truncated copy)."""
-        return self.official is None or self.size_bytes == self.official.size_bytes
+        """False when an official file name has the wrong size (a truncated copy); where the
+        registry knows no exact size, only an empty file counts as incomplete."""
+        if self.official is None:
+            return True
+        if self.official.size_bytes is None:
+            return self.size_bytes > 0
+        return self.size_bytes == self.official.size_bytes
 
 
 def find_checkpoints(settings_path: str | os.PathLike | None = None) -> list[FoundCheckpoint]:
@@ -104,7 +110,11 @@ def verify_checkpoint(path: str | os.PathLike, sha256: str) -> bool:
 
 
 def identify_checkpoint(path: str | os.PathLike) -> CheckpointInfo | None:
-    """The official checkpoint whose bytes `path` holds (by size then SHA-256), whatever its name."""
+    """The official checkpoint whose bytes `path` holds (by size then SHA-256), whatever its name.
+
+    Entries without a SHA-256 cannot be recognised by their bytes; entries without an exact size
+    are hashed against whatever the file's size.
+    """
     from annotator.models.download import file_sha256
     from annotator.models.registry import OFFICIAL_CHECKPOINTS
 
@@ -112,7 +122,11 @@ def identify_checkpoint(path: str | os.PathLike) -> CheckpointInfo | None:
     if not path.is_file():
         raise UserError(f"There is no checkpoint file at {path}.")
     size = path.stat().st_size
-    same_size = [info for info in OFFICIAL_CHECKPOINTS if info.size_bytes == size]
+    same_size = [
+        info
+        for info in OFFICIAL_CHECKPOINTS
+        if info.sha256 is not None and info.size_bytes in (size, None)
+    ]
     if not same_size:
         return None
     digest = file_sha256(path)

@@ -6,7 +6,9 @@ proxy. Here:
 
 - Bytes go to `<name>.part`; only after the size and SHA-256 match the registry does the file get
   its final name, with `os.replace` (atomic on one file system). A failed download never takes the
-  final name.
+  final name. Where the registry knows no SHA-256 (docs/decisions/0011), the size must match and
+  the file must load with `torch.load(weights_only=True)` as the family and type of its entry;
+  where it knows no exact size, the server's length is used and the SHA-256 decides.
 - An interrupted download (network drop, cancel, crash, Ctrl+C) leaves the `.part` file; the next
   call asks the server for the rest with `Range: bytes=N-` and appends. A server that ignores the
   range (answers 200) is handled by starting again from zero.
@@ -118,8 +120,9 @@ def download_checkpoint(
 ) -> Path:
     """Download `info` into `dest_dir` (default `checkpoints_dir()`), verify it, return its path.
 
-    A file already at the final name is verified and returned if its SHA-256 matches (otherwise
-    it is downloaded again and replaced). Resumes from an existing `.part` file.
+    A file already at the final name is verified and returned if it passes (its SHA-256, or size
+    and a weights-only load where the registry has no SHA-256); otherwise it is downloaded again
+    and replaced. Resumes from an existing `.part` file.
 
     Raises UserError (one sentence) on a network or HTTP error, a wrong size or hash (the `.part`
     file is then deleted) or a stop halfway (the `.part` file is kept for resuming);
@@ -130,37 +133,86 @@ def download_checkpoint(
     final = dest_dir / info.file_name
     part = part_path(final)
 
-    if final.is_file() and final.stat().st_size == info.size_bytes:
-        if file_sha256(final, cancel=cancel) == info.sha256:
-            return final
+    if final.is_file() and _is_verified(final, info, cancel):
+        return final
     url = checkpoint_url(info, base_url)
-    _fetch_into(part, url, info.size_bytes, progress, cancel, timeout)
+    _fetch_into(part, url, info.size_bytes, progress, cancel, timeout, info.approx_bytes)
     _verify_part(part, info)
     os.replace(part, final)
     _fsync_dir(dest_dir)
     return final
 
 
+def _is_verified(path: Path, info: CheckpointInfo, cancel: CancelCheck) -> bool:
+    """Whether the file already at the final name passes the same checks as a new download."""
+    if info.size_bytes is not None and path.stat().st_size != info.size_bytes:
+        return False
+    if info.sha256 is not None:
+        return file_sha256(path, cancel=cancel) == info.sha256
+    try:
+        check_loads_as(path, info)
+    except UserError:
+        logger.warning("%s does not load as %s: downloading it again", path, info.model_type)
+        return False
+    return True
+
+
+def check_loads_as(path: Path, info: CheckpointInfo) -> None:
+    """Raise UserError unless `path` loads with torch.load(weights_only=True) as `info`'s model.
+
+    The check for files without a published SHA-256: a truncated file, an HTML error page or
+    another model fails it. It reads the file memory-mapped (shapes, not a copy of the weights)
+    and lets go of the mapping before returning, so the file can be renamed afterwards (Windows).
+    """
+    import gc
+
+    from annotator.engines import families
+
+    try:
+        state = families.read_state_dict(path, mmap=True)
+        found = families.detect_family(state, info.file_name)
+    except Exception as exc:  # any failure to read it means it is not the file: one sentence
+        if not isinstance(exc, UserError):
+            logger.warning("Checking %s failed", path, exc_info=True)
+        why = str(exc).rstrip(".") if isinstance(exc, UserError) else type(exc).__name__
+        raise UserError(
+            f"The download of {info.file_name} does not load as a checkpoint ({why})."
+        ) from None
+    finally:
+        state = None  # drop the memory map before anyone renames or deletes the file
+        gc.collect()
+    if found.family != info.family or found.model_type != info.model_type:
+        raise UserError(f"The download of {info.file_name} is {found.what()}, not {info.title}.")
+
+
 def _fetch_into(
     part: Path,
     url: str,
-    expected_size: int,
+    expected_size: int | None,
     progress: ProgressCallback | None,
     cancel: CancelCheck,
     timeout: float,
+    approx_size: int | None = None,
 ) -> None:
-    """Bring `part` to `expected_size` bytes from `url`, resuming from its current length."""
+    """Bring `part` to `expected_size` bytes from `url`, resuming from its current length.
+
+    expected_size None: the size is not known in advance; the server's length is taken (and
+    `approx_size`, a rounded figure, only shows progress when the server gives none).
+    """
     offset = part.stat().st_size if part.exists() else 0
-    if offset > expected_size:  # not ours to trust: start again
+    if expected_size is not None and offset > expected_size:  # not ours to trust: start again
         part.unlink()
         offset = 0
     if offset == expected_size:
         return
     if offset:
-        logger.info("Resuming %s at byte %d of %d", url, offset, expected_size)
+        logger.info("Resuming %s at byte %d of %s", url, offset, expected_size or "?")
     try:
         response = _open(url, offset, timeout)
     except _RangeRefused:
+        if expected_size is None:
+            # Nothing after `offset`: the part is probably whole; its SHA-256 decides next.
+            return
         _discard(part)
         raise UserError(
             f"The server refused to resume {url} (HTTP 416) because its file is shorter than "
@@ -169,13 +221,15 @@ def _fetch_into(
     with response:
         offset = _resume_offset(response, offset, part, url)
         remaining = _content_length(response)
-        if remaining is not None and offset + remaining != expected_size:
+        offered = offset + remaining if remaining is not None else None
+        if expected_size is not None and offered is not None and offered != expected_size:
             _discard(part)
             raise UserError(
-                f"The server offers {offset + remaining:,} bytes at {url} but the checkpoint "
+                f"The server offers {offered:,} bytes at {url} but the checkpoint "
                 f"has {expected_size:,}; it is not the expected file."
             )
-        _copy_body(response, part, offset, expected_size, progress, cancel, url)
+        total = expected_size if expected_size is not None else offered
+        _copy_body(response, part, offset, total, progress, cancel, url, approx_size)
 
 
 def _open(url: str, offset: int, timeout: float):
@@ -261,56 +315,77 @@ def _copy_body(
     response,
     part: Path,
     offset: int,
-    expected_size: int,
+    expected_size: int | None,
     progress: ProgressCallback | None,
     cancel: CancelCheck,
     url: str,
+    approx_size: int | None = None,
 ) -> None:
-    """Append the response body to `part`, reporting progress; keeps what arrived on any stop."""
+    """Append the response body to `part`, reporting progress; keeps what arrived on any stop.
+
+    expected_size None: read until the server ends the body (no length was announced).
+    """
     done = offset
+    shown_total = expected_size or approx_size or 0
     meter = _SpeedMeter(offset)
     stopped: BaseException | None = None
+
+    def report() -> None:
+        total = max(shown_total, done)
+        progress(done, total, meter.speed, meter.eta(done, total))
+
     with open(part, "ab") as f:
         try:
-            while done < expected_size:
+            while expected_size is None or done < expected_size:
                 if _cancelled(cancel):
                     raise DownloadCancelled(
                         "Download cancelled; the part already downloaded is kept for resuming."
                     )
                 # read1: what has arrived (up to a chunk), so Cancel is felt at once on a slow
                 # line; a stalled connection ends with the socket timeout.
-                chunk = response.read1(min(_CHUNK_BYTES, expected_size - done))
+                want = _CHUNK_BYTES if expected_size is None else expected_size - done
+                chunk = response.read1(min(_CHUNK_BYTES, want))
                 if not chunk:
                     break
                 f.write(chunk)
                 done += len(chunk)
-                if progress is not None and meter.due(done, expected_size):
-                    progress(done, expected_size, meter.speed, meter.eta(done, expected_size))
+                if progress is not None and meter.due(done, max(shown_total, done)):
+                    report()
         except (OSError, http.client.HTTPException) as exc:  # reset, timeout, IncompleteRead
             logger.warning("The transfer of %s stopped at byte %d", url, done, exc_info=True)
             stopped = exc
         finally:
             f.flush()
             os.fsync(f.fileno())
+    if expected_size is None and stopped is None:
+        shown_total = done  # the server ended the body: that is the whole file
     if progress is not None:
-        progress(done, expected_size, meter.speed, meter.eta(done, expected_size))
-    if done < expected_size:
+        report()
+    if stopped is not None or (expected_size is not None and done < expected_size):
         reason = f" ({type(stopped).__name__})" if stopped is not None else ""
+        of_total = f" of {format_bytes(expected_size)}" if expected_size is not None else ""
         raise UserError(
             f"The download from {urllib.parse.urlsplit(url).hostname} stopped at "
-            f"{format_bytes(done)} of {format_bytes(expected_size)}{reason}; "
-            "run it again to resume."
+            f"{format_bytes(done)}{of_total}{reason}; run it again to resume."
         )
 
 
 def _verify_part(part: Path, info: CheckpointInfo) -> None:
+    """Delete `part` and raise UserError unless it is the file `info` describes."""
     size = part.stat().st_size
-    if size != info.size_bytes:
+    if info.size_bytes is not None and size != info.size_bytes:
         _discard(part)
         raise UserError(
             f"The download of {info.file_name} has {size} bytes instead of {info.size_bytes}; "
             "it was deleted, please try again."
         )
+    if info.sha256 is None:
+        try:
+            check_loads_as(part, info)
+        except UserError as exc:
+            _discard(part)
+            raise UserError(f"{exc.args[0].rstrip('.')}; it was deleted.") from None
+        return
     digest = file_sha256(part)
     if digest != info.sha256:
         _discard(part)

@@ -1,6 +1,10 @@
-"""First-run dialog: explain the SAM models, then choose a file, download one, or go on without.
+"""First-run dialog and model menu: recommend models, then choose a file, download one, or go on.
 
-Shown when no checkpoint is configured or found. It never leaves the person stuck: "Continue
+Shown when no checkpoint is configured or found, and by File → Choose Model… (Ctrl+M). It offers
+a short list for this machine (`registry.recommended_checkpoints`): on a CPU the fast families,
+each with the embedding time measured on the project's 2-core test machine (quoted as that, not
+as a promise); with CUDA, the best ones by quality. Every other official checkpoint is one
+`annotator models download TYPE` away. It never leaves the person stuck: "Continue
 without a model" returns None and the app runs its classic engine. The download runs
 `annotator.models.download.download_checkpoint` on a QThread (the GUI stays live), with a
 progress bar, speed, time left and Cancel; a cancelled or failed download keeps its `.part`
@@ -34,10 +38,14 @@ from annotator.models import registry
 from annotator.models.registry import CheckpointInfo, format_bytes
 
 _INTRO = (
-    "<b>Annotator draws masks with Meta's Segment Anything Model (SAM).</b><br>"
-    "SAM needs a checkpoint file, a one-time download. Larger models give slightly finer "
-    "masks but take longer for each new image (the clicks afterwards are fast with any of them)."
+    "<b>Annotator draws masks with Segment Anything models (SAM and its faster and newer "
+    "relatives).</b><br>A model is a checkpoint file, a one-time download. Larger models give "
+    "slightly finer masks but take longer for each new image (the clicks afterwards are fast "
+    "with any of them)."
 )
+_CPU_HEADING = "Recommended for this computer (no CUDA GPU found, so the model runs on the CPU):"
+_CUDA_HEADING = "Recommended for this computer's CUDA GPU (every model is fast there; best first):"
+_CUSTOM_HEADING = "Models:"
 
 _PROGRESS_STEPS = 1000  # QProgressBar holds an int; 2.6 GB in bytes does not fit
 
@@ -91,13 +99,25 @@ class FirstRunDialog(QDialog):
         parent: QWidget | None = None,
         *,
         checkpoints: tuple[CheckpointInfo, ...] | None = None,
+        cuda: bool | None = None,
         dest_dir: Path | None = None,
         base_url: str | None = None,
     ):
+        """checkpoints: offer these instead of the recommendations (tests, other callers).
+        cuda: whether to recommend for a CUDA GPU; None guesses without importing torch."""
         super().__init__(parent)
         self.setWindowTitle("Set up Segment Anything")
         self.setModal(True)
-        self._checkpoints = checkpoints or registry.OFFICIAL_CHECKPOINTS
+        if checkpoints:
+            self._checkpoints = tuple(checkpoints)
+            self._details = [info.description for info in self._checkpoints]
+            self._heading = _CUSTOM_HEADING
+        else:
+            cuda = registry.cuda_likely() if cuda is None else cuda
+            picks = registry.recommended_checkpoints(cuda)
+            self._checkpoints = tuple(pick.info for pick in picks)
+            self._details = [_recommendation_text(pick) for pick in picks]
+            self._heading = _CUDA_HEADING if cuda else _CPU_HEADING
         self._dest_dir = dest_dir
         self._base_url = base_url
         self._chosen: Path | None = None
@@ -112,7 +132,7 @@ class FirstRunDialog(QDialog):
         return self._chosen
 
     def model_choices(self) -> list[str]:
-        """Each model's choice as shown, e.g. "ViT-B (base), 375 MB: Fastest and smallest…"."""
+        """Each model's choice as shown, e.g. "MobileSAM (ViT-T), 41 MB: Small download, …"."""
         return [
             f"{button.text()}: {label.text()}"
             for button, label in zip(self._model_group.buttons(), self._descriptions, strict=True)
@@ -184,13 +204,19 @@ class FirstRunDialog(QDialog):
         intro = QLabel(_INTRO)
         intro.setWordWrap(True)
         layout.addWidget(intro)
+        heading = QLabel(self._heading)
+        heading.setWordWrap(True)
+        layout.addWidget(heading)
 
         self._model_group = QButtonGroup(self)
-        for index, info in enumerate(self._checkpoints):
+        for index, (info, detail) in enumerate(zip(self._checkpoints, self._details, strict=True)):
             button = QRadioButton(f"{info.title}, {info.size_text}")
-            button.setToolTip(f"{info.file_name}\nSHA-256 {info.sha256}")
+            sha = f"SHA-256 {info.sha256}" if info.sha256 else registry.NO_SHA256_NOTE
+            button.setToolTip(
+                f"{info.description}\n{info.model_type}: {info.file_name}\n{sha}\n{info.url}"
+            )
             self._model_group.addButton(button, index)
-            description = QLabel(info.description)
+            description = QLabel(detail)
             description.setWordWrap(True)
             description.setContentsMargins(24, 0, 0, 0)  # under the radio button's text
             self._descriptions.append(description)
@@ -231,8 +257,10 @@ class FirstRunDialog(QDialog):
         classic_row.addStretch(1)
         layout.addLayout(classic_row)
         hint = QLabel(
-            "You can change the model later with File → Choose Model… (Ctrl+M), or from a terminal with "
-            "<code>annotator models download vit_b</code>."
+            "You can change the model later with File → Choose Model… (Ctrl+M). Every family and "
+            "size (SAM, SAM 2 and 2.1, SAM-HQ, MobileSAM, EfficientViT-SAM) is listed by "
+            "<code>annotator models list</code> and downloaded with "
+            "<code>annotator models download TYPE</code>."
         )
         hint.setWordWrap(True)
         layout.addWidget(hint)
@@ -244,7 +272,7 @@ class FirstRunDialog(QDialog):
 
     def _choose_file(self) -> None:
         path, _ = QFileDialog.getOpenFileName(
-            self, "Choose a SAM checkpoint", "", "SAM checkpoints (*.pth *.pt);;All files (*)"
+            self, "Choose a checkpoint", "", "Checkpoints (*.pth *.pt);;All files (*)"
         )
         if path:
             self.use_file(path)
@@ -257,7 +285,8 @@ class FirstRunDialog(QDialog):
 
         self._progress.setValue(int(_PROGRESS_STEPS * done / total) if total else 0)
         if done >= total:
-            self._status.setText("Checking the file (SHA-256)…")
+            check = "SHA-256" if self.selected_checkpoint().sha256 else "loading it"
+            self._status.setText(f"Checking the file ({check})…")
             return
         self._status.setText(
             f"{format_bytes(done)} of {format_bytes(total)}, {format_bytes(speed)}/s, "
@@ -347,12 +376,23 @@ def _file_problem(path: Path) -> str | None:
     if path.name.endswith(".part"):
         return f"{path.name} is an unfinished download; use Download to resume it."
     official = registry.checkpoint_by_file_name(path.name)
-    if official is not None and size != official.size_bytes:
+    if official is not None and official.size_bytes is not None and size != official.size_bytes:
         return (
             f"{path.name} has {format_bytes(size)} but the official file has "
             f"{official.size_text}; it is probably an incomplete download."
         )
     return None
+
+
+def _recommendation_text(pick: registry.Recommendation) -> str:
+    """What the dialog says under a recommended model: why, how fast it was, what it needs."""
+    parts = [pick.reason]
+    if pick.timing_text:
+        parts.append(pick.timing_text)
+    missing = registry.missing_package_hint(pick.info.family)
+    if missing:
+        parts.append(missing)
+    return " ".join(parts)
 
 
 def _escape(text: str) -> str:

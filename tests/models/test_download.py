@@ -229,3 +229,139 @@ def test_a_folder_mirror_by_file_url(tmp_path):
     part_path(dest / INFO.file_name).write_bytes(DATA[:1000])
     path = download_checkpoint(INFO, dest, base_url=mirror.as_uri() + "/")
     assert path.read_bytes() == DATA
+
+
+# ------------------------------------------------- entries without a SHA-256 or an exact size
+
+
+def _unhashed_entry(data: bytes, **changes):
+    """A registry entry as one without a trustworthy SHA-256 looks: exact size, sha256 None."""
+    import dataclasses
+
+    from annotator.models.registry import NO_SHA256_NOTE
+
+    entry = dataclasses.replace(
+        registry_entry_for(data, file_name="sam_unhashed.pth", model_type="custom"),
+        sha256=None,
+        family="sam1",
+        note=NO_SHA256_NOTE,
+    )
+    return dataclasses.replace(entry, **changes)
+
+
+@pytest.fixture
+def tiny_bytes(tiny_sam_checkpoint) -> bytes:
+    # The tests' shrunk SAM: detected as a custom SAM 1 configuration.
+    return tiny_sam_checkpoint.read_bytes()
+
+
+def test_unhashed_entry_is_checked_by_size_and_a_weights_only_load(
+    tiny_bytes, tmp_path, monkeypatch
+):
+    from annotator.engines import families
+
+    entry = _unhashed_entry(tiny_bytes)
+    real_read = families.read_state_dict
+    calls = []
+
+    def watched(path, *, mmap):
+        # Before the rename: the bytes are still under the .part name, the final name is absent.
+        calls.append((path.name, (tmp_path / entry.file_name).exists()))
+        return real_read(path, mmap=mmap)
+
+    monkeypatch.setattr(families, "read_state_dict", watched)
+    server = FileServer({entry.file_name: tiny_bytes})
+    try:
+        path = download_checkpoint(entry, tmp_path, base_url=server.url)
+    finally:
+        server.close()
+    assert calls == [(entry.file_name + ".part", False)]
+    assert path.read_bytes() == tiny_bytes
+    assert not part_path(path).exists()
+
+
+def test_unhashed_download_that_does_not_load_is_deleted(tmp_path):
+    junk = fake_checkpoint(50_000, seed=5)  # the right size, but not a PyTorch file
+    entry = _unhashed_entry(junk)
+    server = FileServer({entry.file_name: junk})
+    try:
+        with pytest.raises(UserError, match="does not load as a checkpoint") as caught:
+            download_checkpoint(entry, tmp_path, base_url=server.url)
+    finally:
+        server.close()
+    assert "it was deleted" in str(caught.value) and "\n" not in str(caught.value)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_unhashed_download_of_another_model_is_deleted(tiny_bytes, tmp_path):
+    entry = _unhashed_entry(
+        tiny_bytes, model_type="mobilesam_vit_t", family="mobilesam", title="MobileSAM (ViT-T)"
+    )
+    server = FileServer({entry.file_name: tiny_bytes})
+    try:
+        with pytest.raises(UserError, match=r"is a custom SAM checkpoint .*not MobileSAM"):
+            download_checkpoint(entry, tmp_path, base_url=server.url)
+    finally:
+        server.close()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_unhashed_download_of_the_wrong_size_is_refused(tiny_bytes, tmp_path):
+    entry = _unhashed_entry(tiny_bytes, size_bytes=len(tiny_bytes) + 1)
+    server = FileServer({entry.file_name: tiny_bytes})
+    try:
+        with pytest.raises(UserError, match="not the expected file"):
+            download_checkpoint(entry, tmp_path, base_url=server.url)
+    finally:
+        server.close()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_unhashed_file_already_there_is_loaded_not_fetched_again(tiny_bytes, tmp_path):
+    entry = _unhashed_entry(tiny_bytes)
+    (tmp_path / entry.file_name).write_bytes(tiny_bytes)
+    server = FileServer({entry.file_name: tiny_bytes})
+    try:
+        assert download_checkpoint(entry, tmp_path, base_url=server.url).is_file()
+        assert server.requests == []
+        (tmp_path / entry.file_name).write_bytes(b"\0" * len(tiny_bytes))  # same size, broken
+        assert download_checkpoint(entry, tmp_path, base_url=server.url).read_bytes() == tiny_bytes
+        assert len(server.requests) == 1
+    finally:
+        server.close()
+
+
+def _unsized_entry():
+    import dataclasses
+
+    return dataclasses.replace(INFO, size_bytes=None, approx_bytes=600_000)
+
+
+def test_without_an_exact_size_the_servers_length_and_the_sha256_decide(serve, tmp_path):
+    entry = _unsized_entry()
+    reports = []
+    server = serve(drop_after=1000)
+    with pytest.raises(UserError, match="run it again to resume"):
+        download_checkpoint(entry, tmp_path, base_url=server.url)
+    path = download_checkpoint(
+        entry, tmp_path, base_url=server.url, progress=lambda *r: reports.append(r)
+    )
+    assert server.ranges == [None, "bytes=1000-"]
+    assert path.read_bytes() == DATA
+    assert reports[-1][:2] == (len(DATA), len(DATA))
+
+
+def test_without_an_exact_size_wrong_bytes_are_still_refused(serve, tmp_path):
+    server = serve(corrupt=True)
+    with pytest.raises(UserError, match="corrupt"):
+        download_checkpoint(_unsized_entry(), tmp_path, base_url=server.url)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_without_an_exact_size_a_whole_part_is_verified_after_a_416(serve, tmp_path):
+    entry = _unsized_entry()
+    part_path(tmp_path / entry.file_name).write_bytes(DATA)
+    server = serve()
+    path = download_checkpoint(entry, tmp_path, base_url=server.url)
+    assert server.ranges == [f"bytes={len(DATA)}-"]  # answered 416: nothing left to send
+    assert path.read_bytes() == DATA

@@ -38,15 +38,48 @@ def server(monkeypatch):
 # ---------------------------------------------------------------------------- first run
 
 
-def test_first_run_lists_the_three_models_with_sizes(qtbot):
-    dialog = FirstRunDialog()
+def test_first_run_on_a_cpu_recommends_the_fast_families_with_measured_times(qtbot):
+    dialog = FirstRunDialog(cuda=False)
     qtbot.addWidget(dialog)
     choices = dialog.model_choices()
     assert len(choices) == 3
-    for choice, expected in zip(choices, ("ViT-B", "ViT-L", "ViT-H"), strict=True):
-        assert choice.startswith(expected)
-    assert "375 MB" in choices[0] and "1.2 GB" in choices[1] and "2.6 GB" in choices[2]
-    assert dialog.selected_checkpoint().model_type == "vit_b"  # the laptop-friendly default
+    expected = (
+        ("EfficientViT-SAM L0, about 139 MB", "1.3 s"),
+        ("MobileSAM (ViT-T), 41 MB", "3.0 s"),
+        ("SAM 2.1 Hiera-T (tiny), 156 MB", "5.2 s"),
+    )
+    for choice, (title, seconds) in zip(choices, expected, strict=True):
+        assert choice.startswith(title)
+        # Quoted as measured on the test machine, never as a promise about this computer.
+        assert f"Measured: {seconds} to embed a new image on a 2-core test machine" in choice
+        assert "your computer will differ" in choice
+    assert dialog.selected_checkpoint().model_type == "efficientvit_sam_l0"
+    texts = [label.text() for label in dialog.findChildren(QLabel)]
+    assert any(t.startswith("Recommended for this computer (no CUDA GPU") for t in texts)
+    assert any("annotator models download TYPE" in t for t in texts)
+
+
+def test_first_run_with_cuda_recommends_by_quality_without_cpu_times(qtbot):
+    dialog = FirstRunDialog(cuda=True)
+    qtbot.addWidget(dialog)
+    choices = dialog.model_choices()
+    assert choices[0].startswith("SAM 2.1 Hiera-L (large), 898 MB")
+    assert not any("Measured" in choice for choice in choices)
+    assert dialog.selected_checkpoint().model_type == "sam2.1_hiera_l"
+
+
+def test_a_recommended_family_without_its_package_says_what_to_install(qtbot, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "efficientsam" else real(name)
+    )
+    dialog = FirstRunDialog(cuda=False)
+    qtbot.addWidget(dialog)
+    first, second, _ = dialog.model_choices()
+    assert "pip install 'annotator[efficientvit]'" in first
+    assert "pip install" not in second
 
 
 def test_continue_without_a_model_returns_none(qtbot):
