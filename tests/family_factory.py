@@ -250,6 +250,18 @@ def mobilesam_generator(model, **settings):
     return SamAutomaticMaskGenerator(model, **settings)
 
 
+def sam2_generator(model, **settings):
+    from sam2.automatic_mask_generator import SAM2AutomaticMaskGenerator
+
+    return SAM2AutomaticMaskGenerator(model, **settings)
+
+
+def hq_generator(model, **settings):
+    from segment_anything_hq import SamAutomaticMaskGenerator
+
+    return SamAutomaticMaskGenerator(model, **settings)
+
+
 def efficientvit_generator(model, **settings):
     from efficientsam.models.efficientvit.sam import EfficientViTSamAutomaticMaskGenerator
 
@@ -270,6 +282,9 @@ class FamilySpec:
     generator: Callable | None = None  # (model, **settings) -> the family's segment-everything
     # changes to sam_factory.PERMISSIVE_AUTO_SETTINGS so that this random model's masks pass
     auto_settings: tuple = ()
+    # generate_proposals runs the generator's own batch code (not SAM 1's leaner loop): the
+    # same masks in the same order, compared exactly
+    auto_exact: bool = False
 
 
 SPECS = {
@@ -279,15 +294,15 @@ SPECS = {
     ),
     "hq_vit": FamilySpec(
         "segment_anything_hq", build_hq_vit, hq_predictor, save_plain, "hq",
-        "sam_hq_vit_b.pth", fast_encoder=True,
+        "sam_hq_vit_b.pth", fast_encoder=True, generator=hq_generator, auto_exact=True,
     ),
     "hq_tiny": FamilySpec(
         "segment_anything_hq", build_hq_tiny, hq_predictor, save_plain, "hq",
-        "sam_hq_vit_tiny.pth",
+        "sam_hq_vit_tiny.pth", generator=hq_generator, auto_exact=True,
     ),
     "sam2.1": FamilySpec(
         "sam2", build_sam2_small, sam2_predictor, save_wrapped("model"), "sam2",
-        "sam2.1_hiera_small_test.pt",
+        "sam2.1_hiera_small_test.pt", generator=sam2_generator, auto_exact=True,
     ),
     "efficientvit": FamilySpec(
         "efficientsam", build_efficientvit_small, efficientvit_predictor,

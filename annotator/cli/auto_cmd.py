@@ -1,8 +1,10 @@
 """`annotator auto FOLDER --checkpoint CKPT --out PROJECT.json`: segment everything, in batch.
 
-Every image of FOLDER gets segment_anything's automatic masks as annotations of the category
-"object"; the project is saved (atomically) after each image, which is then marked done, so Ctrl+C
-leaves a valid project and a rerun continues with the images not done yet. Embeddings go through
+Every image of FOLDER gets the model family's own automatic masks (segment_anything's
+SamAutomaticMaskGenerator for SAM 1, MobileSAM and EfficientViT-SAM, sam2's
+SAM2AutomaticMaskGenerator for SAM 2 / 2.1, segment_anything_hq's for SAM-HQ; see
+`annotator.engines.automatic`) as annotations of the category "object"; the project is saved
+(atomically) after each image, which is then marked done, so Ctrl+C leaves a valid project and a rerun continues with the images not done yet. Embeddings go through
 the embedding cache, so a rerun with other thresholds does not encode the images again.
 """
 
@@ -27,13 +29,16 @@ def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "auto",
         help="segment everything in every image of a folder (proposals saved as a project)",
-        description="Run SAM's automatic mask generation (segment_anything's "
-        "SamAutomaticMaskGenerator, same parameters and defaults) on every image of FOLDER and "
+        description="Run the model family's automatic mask generation (segment_anything's "
+        "SamAutomaticMaskGenerator, its parameters and defaults; sam2's and SAM-HQ's own "
+        "generators for those checkpoints, with the same parameters) on every image of FOLDER and "
         f'save the masks as annotations of the category "{CATEGORY_NAME}" in PROJECT.json. The '
         "project is saved after each image; a rerun skips the images already done.",
     )
     parser.add_argument("folder", help="a folder of images")
-    parser.add_argument("--checkpoint", required=True, help="SAM checkpoint (.pth)")
+    parser.add_argument(
+        "--checkpoint", required=True, help="checkpoint of any SAM family (.pth, .pt)"
+    )
     parser.add_argument("--out", required=True, help="the project .json to write (or continue)")
     add_model_arguments(parser)
     settings = parser.add_argument_group("automatic mask generation (segment_anything's names)")
@@ -113,7 +118,7 @@ def run_auto(
     """Segment every image of `folder` not yet done in the project `out` (created if missing;
     images new to an existing project are added).
 
-    settings: AutoMaskSettings (None: segment_anything's defaults). engine: a loaded SAM engine,
+    settings: AutoMaskSettings (None: segment_anything's defaults). engine: a loaded engine,
     else `checkpoint` is loaded. on_step(done, total): each step of the current image (see
     `generate_proposals`); on_image_saved(file_name, proposals): after each image's save.
     An exception from either callback (e.g. KeyboardInterrupt) stops the run; the project file
@@ -133,7 +138,11 @@ def run_auto(
     session, report = _open_session(out, paths)
     try:
         from annotator.core.images import load_image
-        from annotator.engines.automatic import generate_proposals
+        from annotator.engines.automatic import (
+            automatic_unavailable,
+            generate_proposals,
+            supports_automatic,
+        )
         from annotator.engines.cache import EmbeddingCache
 
         project, out = session.project, session.project.path
@@ -146,10 +155,8 @@ def run_auto(
             from annotator.engines.families import load_model
 
             engine = load_model(checkpoint, model_type, device, encoder="fast", decoder="torch")
-        if engine is not None and not getattr(engine, "supports_automatic", True):
-            raise UserError(
-                f"{engine.name} cannot segment everything yet; use a SAM or MobileSAM model."
-            )
+        if engine is not None and not supports_automatic(engine):
+            raise UserError(automatic_unavailable(engine.name))
         cache = EmbeddingCache()
         if not existed or report.added or len(project.categories) != categories_before:
             session.save()  # the file exists, valid, from the start

@@ -1,8 +1,16 @@
 """Automatic mask generation ("segment everything") that reuses the embedding the engine already has.
 
-The results are segment_anything's `SamAutomaticMaskGenerator`'s: the same point grids, crops,
-filters, non-maximum suppressions and small-region clean-up, reused from segment_anything itself
-(`_EmbeddingMaskGenerator` subclasses it). What changes is how the work is done:
+One entry point, `generate_proposals`, for every family that has an automatic mask generator of
+its own; the results are that generator's (subclassed, so the point grids, crops, filters,
+non-maximum suppressions and small-region clean-up are the package's own code), with each
+crop's features taken from an `Embedding` (`_EmbeddingSteps`):
+
+- SAM 2 / 2.1: sam2's `SAM2AutomaticMaskGenerator`, its `_process_batch` as shipped on the
+  predictor state `Sam2Engine.predictor_features` unpacks (the same tensors `set_image` makes).
+- SAM-HQ: segment_anything_hq's `SamAutomaticMaskGenerator` (hq_token_only=False), likewise on
+  `HqEngine.predictor_features`.
+- SAM 1, MobileSAM, EfficientViT-SAM: segment_anything's `SamAutomaticMaskGenerator`, with the
+  decoder loop made leaner:
 
 - The full-image crop takes its features from an `Embedding` (the window's, or the embedding
   cache's) instead of running the image encoder again; other crops go through the engine's own
@@ -138,6 +146,24 @@ class Proposal:
         return int(sum(self.rle["counts"][1::2]))
 
 
+def supports_automatic(engine) -> bool:
+    """Whether `generate_proposals` can run with `engine`: it needs the family's torch model
+    (`.model`) and a family whose automatic mask generator it runs (SAM 1, MobileSAM and
+    EfficientViT-SAM: segment_anything's; SAM 2 / 2.1: sam2's; SAM-HQ: segment_anything_hq's).
+    A family without one says so with `supports_automatic = False` (the transformers layout)."""
+    return getattr(engine, "model", None) is not None and bool(
+        getattr(engine, "supports_automatic", True)
+    )
+
+
+def automatic_unavailable(engine_name: str) -> str:
+    """The sentence for an engine that cannot segment everything (see `supports_automatic`)."""
+    return (
+        f"{engine_name} cannot segment everything yet; SAM, SAM 2, SAM-HQ, MobileSAM and "
+        "EfficientViT-SAM checkpoints can."
+    )
+
+
 def count_steps(image_size: tuple[int, int], settings: AutoMaskSettings) -> int:
     """How many progress steps `generate_proposals` reports for an image of (H, W) pixels:
     one per image crop (its encoding, or taking the given embedding) plus one per point batch."""
@@ -162,11 +188,16 @@ def generate_proposals(
     progress: ProgressCallback | None = None,
     cancelled: CancelledCallback | None = None,
 ) -> list[Proposal]:
-    """Segment everything in `image`: what `SamAutomaticMaskGenerator(engine.model, **settings)
-    .generate(image)` returns, as Proposals, in the same order (the last NMS's, best first).
+    """Segment everything in `image`: what the engine family's own automatic mask generator,
+    `Generator(engine.model, **settings.generator_kwargs()).generate(image)`, returns, as
+    Proposals, in the same order (the last NMS's, best first). Generator: segment_anything's
+    SamAutomaticMaskGenerator (SAM 1, MobileSAM, EfficientViT-SAM; decoded by the leaner loop
+    below), sam2's SAM2AutomaticMaskGenerator (SAM 2 / 2.1) or segment_anything_hq's
+    SamAutomaticMaskGenerator (SAM-HQ); the latter two run as shipped on the engine's features.
 
-    engine: a SAM engine (`annotator.engines.sam.SamEngine`): `.model` (segment_anything Sam),
-      `.encode(image) -> Embedding` and `.fingerprint`.
+    engine: an engine that `supports_automatic`: `.model` (the family's torch model),
+      `.family`, `.encode(image) -> Embedding` and `.fingerprint`; SAM 2 and SAM-HQ engines also
+      `.predictor_features(embedding)` (their predictor's image state).
     image: HxWx3 uint8 RGB, as `annotator.core.images.load_image` returns it.
     settings: AutoMaskSettings (None: segment_anything's defaults).
     embedding: this image's embedding by this engine (e.g. from the embedding cache); used for the
@@ -175,11 +206,13 @@ def generate_proposals(
       the calling thread; total is `count_steps(image.shape[:2], settings)`, done ends at total.
     cancelled: polled before each crop, before and within each batch of points (a batch takes
       seconds on a CPU); when it returns True, `Cancelled` is raised (nothing partial returned).
-    Raises UserError for settings out of range, ValueError for an embedding of another image size
+    Raises UserError for settings out of range or an engine that cannot, ValueError for an embedding of another image size
     or another model. Slow (seconds to minutes on a CPU): call it from a worker thread.
     """
     import torch
 
+    if not supports_automatic(engine):
+        raise UserError(automatic_unavailable(getattr(engine, "name", type(engine).__name__)))
     settings = (settings or AutoMaskSettings()).checked()
     if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3:
         raise ValueError(f"expected an HxWx3 uint8 RGB image, got {getattr(image, 'shape', None)}.")
@@ -191,9 +224,207 @@ def generate_proposals(
         fingerprint = getattr(engine, "fingerprint", None)
         if fingerprint is not None and embedding.fingerprint != fingerprint:
             raise ValueError("the embedding was made by another model; encode the image again.")
-    generator = _generator_class()(engine, settings, embedding, progress, cancelled)
+    family = getattr(engine, "family", "sam1")
+    generator_class = {"sam2": _sam2_generator_class, "hq": _hq_generator_class}.get(
+        family, _generator_class
+    )()
+    generator = generator_class(engine, settings, embedding, progress, cancelled)
     with torch.inference_mode():
         return generator.proposals(image)
+
+
+class _EmbeddingSteps:
+    """What the three generators share (mixed in before a family's own automatic mask
+    generator, whose `_generate_masks`, `_process_batch`, NMS and clean-up then run as shipped):
+    each crop's features from an `Embedding` (the given one for the full image, else the
+    engine's `encode` of the crop, which equals the family predictor's `set_image`), progress
+    steps, cancel polls and the result as Proposals.
+
+    A subclass sets the family's predictor state from an Embedding (`_use_embedding`), clears it
+    (`_release_image`), and says whether the family's `generate` runs `postprocess_small_regions`
+    after `_generate_masks` (segment_anything and SAM-HQ do; sam2 instead fills holes and removes
+    sprinkles in each mask's logits inside its predictor) and which extra keyword arguments its
+    `_process_batch` takes.
+    """
+
+    cleans_small_regions_after = True
+    batch_kwargs: dict = {}
+
+    def _start(self, engine, settings, embedding, progress, cancelled) -> None:
+        self.engine = engine
+        self.settings = settings
+        self.embedding = embedding
+        self.progress = progress
+        self.cancelled = cancelled
+        self.steps_done = 0
+        self.steps_total = 0
+
+    # -- the whole image --------------------------------------------------------------------
+
+    def proposals(self, image: np.ndarray) -> list[Proposal]:
+        """The family generator's `generate(image)` as Proposals (masks at the original size)."""
+        from segment_anything.utils.amg import box_xyxy_to_xywh
+
+        self.steps_done = 0
+        self.steps_total = count_steps(image.shape[:2], self.settings)
+        self._report()
+        data = self._generate_masks(image)
+        if self.cleans_small_regions_after and self.min_mask_region_area > 0:
+            data = self.postprocess_small_regions(
+                data, self.min_mask_region_area, max(self.box_nms_thresh, self.crop_nms_thresh)
+            )
+        return [
+            Proposal(
+                rle=rle,
+                predicted_iou=float(data["iou_preds"][i]),
+                stability_score=float(data["stability_score"][i]),
+                bbox=tuple(float(v) for v in box_xyxy_to_xywh(data["boxes"][i]).tolist()),
+                point_coords=tuple(float(v) for v in data["points"][i].tolist()),
+                crop_box=tuple(int(v) for v in box_xyxy_to_xywh(data["crop_boxes"][i])),
+            )
+            for i, rle in enumerate(data["rles"])
+        ]
+
+    def _report(self) -> None:
+        if self.progress is not None:
+            self.progress(self.steps_done, self.steps_total)
+
+    def _step(self) -> None:
+        self.steps_done += 1
+        self._report()
+
+    def _check_cancelled(self) -> None:
+        if self.cancelled is not None and self.cancelled():
+            raise Cancelled("automatic mask generation was cancelled")
+
+    # -- one crop -----------------------------------------------------------------------------
+
+    def _process_crop(self, image, crop_box, crop_layer_idx, orig_size, *batch_args):
+        """The families' stock `_process_crop` (the three are the same), with features from an
+        Embedding and progress/cancel. batch_args: what the family's `_generate_masks` passes on
+        to `_process_batch` (SAM-HQ: multimask_output)."""
+        import torch
+        from segment_anything.utils.amg import (
+            MaskData,
+            batch_iterator,
+            uncrop_boxes_xyxy,
+            uncrop_points,
+        )
+        from torchvision.ops.boxes import batched_nms
+
+        self._check_cancelled()
+        self._use_embedding(self._crop_embedding(image, crop_box, orig_size))
+        self._step()
+        x0, y0, x1, y1 = crop_box
+        cropped_im_size = (y1 - y0, x1 - x0)
+
+        points_scale = np.array(cropped_im_size)[None, ::-1]
+        points_for_image = self.point_grids[crop_layer_idx] * points_scale
+
+        data = MaskData()
+        for (points,) in batch_iterator(self.points_per_batch, points_for_image):
+            self._check_cancelled()
+            data.cat(
+                self._process_batch(
+                    points, cropped_im_size, crop_box, orig_size, *batch_args, **self.batch_kwargs
+                )
+            )
+            self._step()
+        self._release_image()
+
+        boxes = data["boxes"]
+        keep_by_nms = batched_nms(
+            boxes.float(),
+            data["iou_preds"],
+            torch.zeros(len(boxes), device=boxes.device),
+            iou_threshold=self.box_nms_thresh,
+        )
+        data.filter(keep_by_nms)
+        data["boxes"] = uncrop_boxes_xyxy(data["boxes"], crop_box)
+        data["points"] = uncrop_points(data["points"], crop_box)
+        # Shaped Nx4 even when N is 0 (stock then fails in the NMS between crops).
+        crop_boxes = torch.tensor([list(crop_box)] * len(data["rles"]), dtype=torch.int64)
+        data["crop_boxes"] = crop_boxes.reshape(-1, 4)
+        return data
+
+    def _crop_embedding(self, image, crop_box, orig_size) -> Embedding:
+        x0, y0, x1, y1 = crop_box
+        whole = (x0, y0, x1, y1) == (0, 0, orig_size[1], orig_size[0])
+        if whole and self.embedding is not None:
+            return self.embedding
+        return self.engine.encode(np.ascontiguousarray(image[y0:y1, x0:x1, :]))
+
+    def _use_embedding(self, embedding: Embedding) -> None:
+        raise NotImplementedError
+
+    def _release_image(self) -> None:
+        raise NotImplementedError
+
+
+@lru_cache(maxsize=1)
+def _sam2_generator_class():
+    """sam2's SAM2AutomaticMaskGenerator on Embeddings, defined on first use (sam2 loads lazily).
+
+    AutoMaskSettings map one to one onto its arguments of the same names (pred_iou_thresh's
+    default is segment_anything's 0.88 here, sam2's own is 0.8); the arguments it has beyond them
+    keep sam2's defaults: mask_threshold 0, use_m2m False, multimask_output True. As in sam2,
+    min_mask_region_area acts through the predictor's hole and sprinkle filling (which needs
+    sam2's compiled extension; without it sam2 warns and skips it, and so does this).
+    """
+    from sam2.automatic_mask_generator import SAM2AutomaticMaskGenerator
+
+    class _Sam2EmbeddingMaskGenerator(_EmbeddingSteps, SAM2AutomaticMaskGenerator):
+        cleans_small_regions_after = False  # sam2's generate does not
+        batch_kwargs = {"normalize": True}  # as sam2's _process_crop calls it
+
+        def __init__(self, engine, settings, embedding, progress, cancelled) -> None:
+            SAM2AutomaticMaskGenerator.__init__(
+                self, engine.model, output_mode="binary_mask", **settings.generator_kwargs()
+            )
+            self._start(engine, settings, embedding, progress, cancelled)
+
+        def _use_embedding(self, embedding: Embedding) -> None:
+            """Set the predictor's image state as `SAM2ImagePredictor.set_image` would have."""
+            predictor = self.predictor
+            predictor.reset_predictor()
+            predictor._features = self.engine.predictor_features(embedding)
+            predictor._orig_hw = [tuple(int(v) for v in embedding.original_size)]
+            predictor._is_image_set = True
+
+        def _release_image(self) -> None:
+            self.predictor.reset_predictor()
+
+    return _Sam2EmbeddingMaskGenerator
+
+
+@lru_cache(maxsize=1)
+def _hq_generator_class():
+    """segment_anything_hq's SamAutomaticMaskGenerator on Embeddings, defined on first use. Its
+    predictor decodes with hq_token_only=False (SAM's best mask plus the HQ mask: one mask per
+    point), as `HqEngine.decode` does."""
+    from segment_anything_hq import SamAutomaticMaskGenerator as HqAutomaticMaskGenerator
+
+    class _HqEmbeddingMaskGenerator(_EmbeddingSteps, HqAutomaticMaskGenerator):
+        def __init__(self, engine, settings, embedding, progress, cancelled) -> None:
+            HqAutomaticMaskGenerator.__init__(
+                self, engine.model, output_mode="binary_mask", **settings.generator_kwargs()
+            )
+            self._start(engine, settings, embedding, progress, cancelled)
+
+        def _use_embedding(self, embedding: Embedding) -> None:
+            """Set the predictor's image state as `SamPredictor.set_image` would have."""
+            predictor = self.predictor
+            predictor.reset_image()
+            features, interm = self.engine.predictor_features(embedding)
+            predictor.features, predictor.interm_features = features, interm
+            predictor.original_size = tuple(int(v) for v in embedding.original_size)
+            predictor.input_size = tuple(int(v) for v in embedding.input_size)
+            predictor.is_image_set = True
+
+        def _release_image(self) -> None:
+            self.predictor.reset_image()
+
+    return _HqEmbeddingMaskGenerator
 
 
 @lru_cache(maxsize=1)
@@ -203,15 +434,13 @@ def _generator_class():
     from segment_anything import SamAutomaticMaskGenerator
     from segment_anything.utils.amg import (
         MaskData,
-        batch_iterator,
         batched_mask_to_box,
-        box_xyxy_to_xywh,
         calculate_stability_score,
         is_box_near_crop_edge,
         uncrop_masks,
     )
 
-    class _EmbeddingMaskGenerator(SamAutomaticMaskGenerator):
+    class _EmbeddingMaskGenerator(_EmbeddingSteps, SamAutomaticMaskGenerator):
         """SamAutomaticMaskGenerator with features from Embeddings and a leaner decoder loop.
 
         `_generate_masks`, `postprocess_small_regions` and the per-crop NMS are stock; only the
@@ -219,93 +448,13 @@ def _generator_class():
         """
 
         def __init__(self, engine, settings, embedding, progress, cancelled) -> None:
-            super().__init__(engine.model, output_mode="binary_mask", **settings.generator_kwargs())
-            self.engine = engine
-            self.settings = settings
-            self.embedding = embedding
-            self.progress = progress
-            self.cancelled = cancelled
-            self.steps_done = 0
-            self.steps_total = 0
-
-        # -- the whole image --------------------------------------------------------------------
-
-        def proposals(self, image: np.ndarray) -> list[Proposal]:
-            """`generate(image)` as Proposals (binary masks at the original size)."""
-            self.steps_done = 0
-            self.steps_total = count_steps(image.shape[:2], self.settings)
-            self._report()
-            data = self._generate_masks(image)
-            if self.min_mask_region_area > 0:
-                data = self.postprocess_small_regions(
-                    data, self.min_mask_region_area, max(self.box_nms_thresh, self.crop_nms_thresh)
-                )
-            return [
-                Proposal(
-                    rle=rle,
-                    predicted_iou=float(data["iou_preds"][i]),
-                    stability_score=float(data["stability_score"][i]),
-                    bbox=tuple(float(v) for v in box_xyxy_to_xywh(data["boxes"][i]).tolist()),
-                    point_coords=tuple(float(v) for v in data["points"][i].tolist()),
-                    crop_box=tuple(int(v) for v in box_xyxy_to_xywh(data["crop_boxes"][i])),
-                )
-                for i, rle in enumerate(data["rles"])
-            ]
-
-        def _report(self) -> None:
-            if self.progress is not None:
-                self.progress(self.steps_done, self.steps_total)
-
-        def _step(self) -> None:
-            self.steps_done += 1
-            self._report()
-
-        def _check_cancelled(self) -> None:
-            if self.cancelled is not None and self.cancelled():
-                raise Cancelled("automatic mask generation was cancelled")
-
-        # -- one crop -----------------------------------------------------------------------------
-
-        def _process_crop(self, image, crop_box, crop_layer_idx, orig_size) -> MaskData:
-            """Stock `_process_crop`, with features from an Embedding and progress/cancel."""
-            from segment_anything.utils.amg import uncrop_boxes_xyxy, uncrop_points
-            from torchvision.ops.boxes import batched_nms
-
-            self._check_cancelled()
-            self._use_embedding(self._crop_embedding(image, crop_box, orig_size))
-            self._step()
-            cropped_im_size = self.predictor.original_size
-
-            points_scale = np.array(cropped_im_size)[None, ::-1]
-            points_for_image = self.point_grids[crop_layer_idx] * points_scale
-
-            data = MaskData()
-            for (points,) in batch_iterator(self.points_per_batch, points_for_image):
-                self._check_cancelled()
-                data.cat(self._process_batch(points, cropped_im_size, crop_box, orig_size))
-                self._step()
-            self.predictor.reset_image()
-
-            keep_by_nms = batched_nms(
-                data["boxes"].float(),
-                data["iou_preds"],
-                torch.zeros(len(data["boxes"])),
-                iou_threshold=self.box_nms_thresh,
+            SamAutomaticMaskGenerator.__init__(
+                self, engine.model, output_mode="binary_mask", **settings.generator_kwargs()
             )
-            data.filter(keep_by_nms)
-            data["boxes"] = uncrop_boxes_xyxy(data["boxes"], crop_box)
-            data["points"] = uncrop_points(data["points"], crop_box)
-            # Shaped Nx4 even when N is 0 (stock then fails in the NMS between crops).
-            crop_boxes = torch.tensor([list(crop_box)] * len(data["rles"]), dtype=torch.int64)
-            data["crop_boxes"] = crop_boxes.reshape(-1, 4)
-            return data
+            self._start(engine, settings, embedding, progress, cancelled)
 
-        def _crop_embedding(self, image, crop_box, orig_size) -> Embedding:
-            x0, y0, x1, y1 = crop_box
-            whole = (x0, y0, x1, y1) == (0, 0, orig_size[1], orig_size[0])
-            if whole and self.embedding is not None:
-                return self.embedding
-            return self.engine.encode(np.ascontiguousarray(image[y0:y1, x0:x1, :]))
+        def _release_image(self) -> None:
+            self.predictor.reset_image()
 
         def _use_embedding(self, embedding: Embedding) -> None:
             """Set the predictor's image state as `SamPredictor.set_image` would have."""

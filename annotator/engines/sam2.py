@@ -170,7 +170,9 @@ class Sam2Engine:
     set_image / predict compute it (mask_threshold 0, no hole filling)."""
 
     family = "sam2"
-    supports_automatic = False  # segment everything runs SAM 1's decoder loop
+    # Segment everything: sam2's own SAM2AutomaticMaskGenerator on the engine's embedding
+    # (annotator.engines.automatic).
+    supports_automatic = True
     encoder_kind = "stock"
     decoder_kind = "torch"
 
@@ -236,6 +238,15 @@ class Sam2Engine:
         if start != flat.numel():
             raise ValueError("This embedding was made by another model; encode the image again.")
         return parts[0], [parts[1], parts[2]]
+
+    def predictor_features(self, embedding: Embedding) -> dict:
+        """The embedding as `SAM2ImagePredictor.set_image` leaves it in the predictor's
+        `_features`: {"image_embed": 1x256x64x64, "high_res_feats": [1x32x256x256, 1x64x128x128]}
+        (for the 1024 px model), float32 tensors on the engine's device."""
+        if embedding.fingerprint != self.fingerprint:
+            raise ValueError("This embedding was made by another model; encode the image again.")
+        image_embed, high_res = self._unpack(embedding.features)
+        return {"image_embed": image_embed, "high_res_feats": high_res}
 
     def decode(self, embedding: Embedding, prompts: Prompts) -> Prediction:
         """masks: CxHxW bool; scores: C float32; low_res_logits: Cx256x256 float32 (clamped to

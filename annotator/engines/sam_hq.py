@@ -106,7 +106,9 @@ class HqEngine:
     SamPredictor.set_image / predict (hq_token_only=False) compute it."""
 
     family = "hq"
-    supports_automatic = False  # segment everything runs SAM 1's decoder loop
+    # Segment everything: segment_anything_hq's own SamAutomaticMaskGenerator on the engine's
+    # embedding (annotator.engines.automatic).
+    supports_automatic = True
     decoder_kind = "torch"
 
     def __init__(self, sam, info, *, device: str, fingerprint: str, encoder: str = "fast") -> None:
@@ -179,14 +181,7 @@ class HqEngine:
             mask_input = mask_input.reshape(1, 1, *mask_input.shape[-2:])
         model = self.model
         with self._lock, torch.inference_mode():
-            packed = torch.as_tensor(np.asarray(embedding.features), device=device)
-            features = packed[:, :256].contiguous()
-            # B x 64 x 64 x D in the memory layout the encoder returns it in, so the fusion
-            # convolutions take the same kernels: ViT's is a permuted NCHW tensor, TinyViT's a
-            # view of its token sequence (NHWC contiguous).
-            early = packed[:, 256:].permute(0, 2, 3, 1)
-            if self.architecture.tiny:
-                early = early.contiguous()
+            features, (early,) = self.predictor_features(embedding)
             sparse, dense = model.prompt_encoder(
                 points=(coords, labels) if coords is not None else None,
                 boxes=box,
@@ -202,6 +197,22 @@ class HqEngine:
                 scores=iou[0].float().cpu().numpy(),
                 low_res_logits=low_res[0].float().cpu().numpy(),
             )
+
+    def predictor_features(self, embedding: Embedding):
+        """The embedding as `SamPredictor.set_image` leaves it in the predictor: (features
+        1x256x64x64, interm_features [1x64x64xD], the early feature MaskDecoderHQ fuses), on the
+        engine's device."""
+        import torch
+
+        packed = torch.as_tensor(np.asarray(embedding.features), device=self.device)
+        features = packed[:, :256].contiguous()
+        # B x 64 x 64 x D in the memory layout the encoder returns it in, so the fusion
+        # convolutions take the same kernels: ViT's is a permuted NCHW tensor, TinyViT's a
+        # view of its token sequence (NHWC contiguous).
+        early = packed[:, 256:].permute(0, 2, 3, 1)
+        if self.architecture.tiny:
+            early = early.contiguous()
+        return features, [early]
 
     def _decode_masks(self, embedding, features, early, sparse, dense, multimask: bool):
         """MaskDecoderHQ.forward(..., hq_token_only=False), with its image-only part (the fused

@@ -74,20 +74,18 @@ NEEDS_SAM = (
 
 def needs_sam_message(engine_name: str) -> str:
     """Why segment everything is unavailable with the engine called `engine_name`."""
+    from annotator.engines.automatic import automatic_unavailable
+
     if engine_name.lower().startswith("classic"):
         return NEEDS_SAM
-    return (
-        f"{engine_name} cannot segment everything yet; SAM, MobileSAM and EfficientViT-SAM "
-        "checkpoints can (Ctrl+M)."
-    )
+    return f"{automatic_unavailable(engine_name)[:-1]} (Ctrl+M)."
 
 
 def supports_automatic(engine) -> bool:
-    """Whether `generate_proposals` can run with `engine` (it needs a segment_anything `Sam`; a
-    family whose decoder is not SAM's says so with `supports_automatic = False`)."""
-    return getattr(engine, "model", None) is not None and getattr(
-        engine, "supports_automatic", True
-    )
+    """Whether `generate_proposals` can run with `engine` (`automatic.supports_automatic`)."""
+    from annotator.engines.automatic import supports_automatic as engine_supports_automatic
+
+    return engine_supports_automatic(engine)
 
 
 @dataclass(frozen=True)

@@ -184,20 +184,31 @@ def test_info_and_segment_commands_at_auto(
             np.testing.assert_array_equal(mask, reference)
 
 
-def test_segment_everything_matches_the_familys_generator(loaded):
-    """Families that share SAM 1's decoder segment everything through generate_proposals, as the
-    family's own automatic mask generator does; the others say they cannot."""
+def _auto_settings(spec: FamilySpec, **changes):
+    """sam_factory's permissive settings (random weights pass few masks at the defaults), with
+    the family's own changes and `changes`."""
     from sam_factory import PERMISSIVE_AUTO_SETTINGS
 
-    from annotator.engines.automatic import AutoMaskSettings, generate_proposals
+    from annotator.engines.automatic import AutoMaskSettings
+
+    return AutoMaskSettings(**{**PERMISSIVE_AUTO_SETTINGS, **dict(spec.auto_settings), **changes})
+
+
+def test_segment_everything_matches_the_familys_generator(loaded):
+    """Families that share SAM 1's decoder segment everything through generate_proposals' leaner
+    decoder loop, as the family's own automatic mask generator does (to float rounding); the
+    families without a generator say they cannot."""
+    from annotator.engines.automatic import generate_proposals
     from annotator.qt.inference import supports_automatic
 
     if loaded.spec.generator is None:
         assert not supports_automatic(loaded.engine)
         return
+    if loaded.spec.auto_exact:
+        pytest.skip("compared exactly by test_segment_everything_equals_the_familys_generator")
     assert supports_automatic(loaded.engine)
     image = _image()[:192, :256].copy()
-    settings = AutoMaskSettings(**{**PERMISSIVE_AUTO_SETTINGS, **dict(loaded.spec.auto_settings)})
+    settings = _auto_settings(loaded.spec)
     reference = loaded.spec.generator(loaded.predictor.model, **settings.generator_kwargs())
     proposals = generate_proposals(loaded.engine, image, settings)
     stock = reference.generate(image)
@@ -209,6 +220,107 @@ def test_segment_everything_matches_the_familys_generator(loaded):
         assert _iou(theirs["segmentation"], ours.mask) >= 0.99
         assert ours.predicted_iou == pytest.approx(theirs["predicted_iou"], abs=1e-3)
         assert ours.stability_score == pytest.approx(theirs["stability_score"], abs=1e-2)
+
+
+def _assert_same_proposals(proposals, stock) -> None:
+    """generate_proposals' answer is the generator's records, one for one, in order."""
+    assert len(proposals) == len(stock) > 0
+    for theirs, ours in zip(stock, proposals, strict=True):
+        np.testing.assert_array_equal(ours.mask, theirs["segmentation"])
+        assert ours.area == theirs["area"]
+        assert ours.predicted_iou == pytest.approx(theirs["predicted_iou"], abs=FAST_TOL)
+        assert ours.stability_score == pytest.approx(theirs["stability_score"], abs=FAST_TOL)
+        assert ours.bbox == tuple(float(v) for v in theirs["bbox"])
+        assert ours.point_coords == tuple(theirs["point_coords"][0])
+        assert ours.crop_box == tuple(theirs["crop_box"])
+
+
+def _no_encoding(image):
+    raise AssertionError("the image encoder ran although the embedding was given")
+
+
+def test_segment_everything_equals_the_familys_generator(loaded, monkeypatch):
+    """SAM 2 / 2.1 and SAM-HQ: generate_proposals runs sam2's or segment_anything_hq's own
+    generator on the engine's embedding: the same masks in the same order, without running the
+    image encoder again (the given embedding serves the only crop); progress counts each step."""
+    from annotator.engines.automatic import count_steps, generate_proposals
+    from annotator.qt.inference import supports_automatic
+
+    if not loaded.spec.auto_exact:
+        pytest.skip(f"{loaded.name} runs SAM 1's decoder loop (compared to float rounding)")
+    assert supports_automatic(loaded.engine)
+    image = _image()
+    settings = _auto_settings(loaded.spec)
+    stock = loaded.spec.generator(loaded.predictor.model, **settings.generator_kwargs()).generate(
+        image
+    )
+    monkeypatch.setattr(loaded.engine, "encode", _no_encoding)
+    steps = []
+    proposals = generate_proposals(
+        loaded.engine,
+        image,
+        settings,
+        embedding=loaded.embedding,
+        progress=lambda done, total: steps.append((done, total)),
+    )
+    total = count_steps(image.shape[:2], settings)
+    assert total == 1 + 2  # the embedding, then 16 grid points in batches of 8
+    assert steps == [(done, total) for done in range(total + 1)]
+    _assert_same_proposals(proposals, stock)
+
+
+def test_segment_everything_with_crops_equals_sam2s_generator(loaded):
+    """With crop layers each crop is encoded by the engine (as sam2's set_image does) and the
+    crops' masks go through the generator's own NMS between crops: still the same records.
+    (Random weights' masks span their crop, so those of the inner crops touch its edges and are
+    dropped, by both, as near a crop edge.)"""
+    from annotator.engines.automatic import count_steps, generate_proposals
+
+    if loaded.name != "sam2.1":
+        pytest.skip("the crop loop is the same code for every family: SAM 2 checks it")
+    image = _image()[:160, :240].copy()
+    settings = _auto_settings(
+        loaded.spec, points_per_side=4, points_per_batch=16, crop_n_layers=1, crop_nms_thresh=0.7
+    )
+    stock = loaded.spec.generator(loaded.predictor.model, **settings.generator_kwargs()).generate(
+        image
+    )
+    steps = []
+    proposals = generate_proposals(
+        loaded.engine, image, settings, progress=lambda done, total: steps.append(done)
+    )
+    assert count_steps(image.shape[:2], settings) == 5 * 2  # 5 crops: encoding + one batch each
+    assert steps == list(range(11))
+    _assert_same_proposals(proposals, stock)
+
+
+def test_segment_everything_stops_when_cancelled(loaded):
+    """cancelled() is polled before each crop and before each batch of points: True on the
+    second poll stops after the crop's features are taken, before any point is decoded."""
+    from annotator.engines.automatic import Cancelled, count_steps, generate_proposals
+    from annotator.qt.inference import supports_automatic
+
+    if not supports_automatic(loaded.engine):
+        pytest.skip(f"{loaded.name} cannot segment everything")
+    image = _image()
+    settings = _auto_settings(loaded.spec)
+    polls, steps = [], []
+
+    def cancelled() -> bool:
+        polls.append(True)
+        return len(polls) >= 2
+
+    with pytest.raises(Cancelled):
+        generate_proposals(
+            loaded.engine,
+            image,
+            settings,
+            embedding=loaded.embedding,
+            progress=lambda done, total: steps.append(done),
+            cancelled=cancelled,
+        )
+    assert count_steps(image.shape[:2], settings) == 3
+    assert steps == [0, 1] and len(polls) == 2
 
 
 def test_fast_encoder_matches_reference(loaded):
