@@ -171,3 +171,51 @@ def test_auto_refuses_a_project_a_window_holds_or_has_unsaved_work_for(image_fol
     with pytest.raises(UserError, match="unsaved work from a window"):
         run_auto(image_folder, tmp_path / "unused.pth", out, engine=object())
     assert out.read_bytes() == before and journal_path(out).exists()
+
+
+def test_auto_with_a_sam2_checkpoint_writes_sam2s_proposals(
+    image_folder, tmp_path, family_checkpoint, capsys
+):
+    """`annotator auto` on a tiny SAM 2.1 checkpoint (--model-type auto): every image's
+    annotations are generate_proposals' masks (sam2's own generator) with their scores."""
+    from annotator.cli import main
+    from annotator.core.coco import load_project
+    from annotator.core.images import load_image
+    from annotator.engines import families
+    from annotator.engines.automatic import AutoMaskSettings, generate_proposals
+
+    path, _ = family_checkpoint("sam2.1")
+    out = tmp_path / "sam2.json"
+    args = ["auto", str(image_folder), "--checkpoint", str(path), "--out", str(out)]
+    assert main([*args, *SETTINGS_ARGS, "--device", "cpu"]) == 0
+    assert "3 image(s) segmented" in capsys.readouterr().out
+
+    engine = families.load_model(path, "auto", device="cpu")
+    settings = AutoMaskSettings(points_per_side=2, pred_iou_thresh=0, stability_score_thresh=0)
+    project, _ = load_project(out)
+    total = 0
+    for record in project.images:
+        assert record.done
+        proposals = generate_proposals(engine, load_image(project.image_path(record)), settings)
+        expected = [p for p in proposals if p.area]
+        annotations = project.annotations_of(record.id)
+        assert len(annotations) == len(expected)
+        for annotation, proposal in zip(annotations, expected, strict=True):
+            np.testing.assert_array_equal(annotation.mask(), proposal.mask)
+            assert annotation.extra["score"] == round(proposal.predicted_iou, 6)
+        total += len(annotations)
+    assert total > 0
+
+
+def test_auto_with_a_transformers_checkpoint_is_one_sentence(
+    image_folder, tmp_path, family_checkpoint, capsys
+):
+    from annotator.cli import main
+
+    path, _ = family_checkpoint("hf")
+    capsys.readouterr()  # building the checkpoint printed transformers' progress bars
+    out = tmp_path / "hf.json"
+    code = main(["auto", str(image_folder), "--checkpoint", str(path), "--out", str(out)])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "\n" not in err
+    assert err.startswith("annotator: SAM (transformers) (cpu) cannot segment everything yet;")

@@ -56,5 +56,41 @@ def test_segment_everything_says_which_families_can():
     from annotator.qt.inference import NEEDS_SAM, needs_sam_message
 
     assert needs_sam_message(ClassicEngine.name) == NEEDS_SAM
-    message = needs_sam_message("SAM 2 custom (cpu)")
-    assert message.startswith("SAM 2 custom (cpu) cannot segment everything yet;")
+    message = needs_sam_message("SAM (transformers) (cpu)")
+    assert message.startswith("SAM (transformers) (cpu) cannot segment everything yet;")
+    assert "SAM 2, SAM-HQ" in message and message.endswith("(Ctrl+M).")
+
+
+@pytest.mark.parametrize("name", ["sam2.1", "hq_tiny", "hf_sam2"])
+def test_ctrl_e_with_each_family(name, qtbot, make_window, family_checkpoint, monkeypatch):
+    """Ctrl+E proposes what generate_proposals returns for SAM 2 and SAM-HQ (the worker passes
+    the current image's embedding); the transformers layout says it cannot, in the status bar."""
+    from sam_factory import PERMISSIVE_AUTO_SETTINGS
+
+    from annotator.core.images import load_image
+    from annotator.engines.automatic import AutoMaskSettings, generate_proposals
+    from annotator.qt.inference import EngineSpec, default_engine_loader, needs_sam_message
+
+    monkeypatch.setattr("annotator.qt.main_window.PREFETCH_AHEAD", 0)
+    path, _ = family_checkpoint(name)
+    engine = default_engine_loader(EngineSpec(str(path)))
+    window = make_window(engine)
+    settings = AutoMaskSettings(**{**PERMISSIVE_AUTO_SETTINGS, "points_per_side": 2})
+    window.settings.auto_mask_settings = settings
+    wait_ready(qtbot, window, timeout=60000)
+    key(qtbot, window, Qt.Key.Key_E, Qt.KeyboardModifier.ControlModifier)
+    if name == "hf_sam2":
+        assert window.proposals is None and not window.controller.auto_running
+        assert window.statusBar().currentMessage() == needs_sam_message(engine.name)
+        return
+    qtbot.waitUntil(
+        lambda: window.proposals is not None and not window.controller.auto_running,
+        timeout=60000,
+    )
+    image = load_image(window.project.image_path(window.current_record()))
+    expected = [p for p in generate_proposals(engine, image, settings) if p.mask.any()]
+    shown = window.proposals.items
+    assert len(shown) == len(expected) > 0
+    for compact, direct in zip(shown, expected, strict=True):
+        np.testing.assert_array_equal(compact.mask(), direct.mask)
+        assert compact.predicted_iou == pytest.approx(direct.predicted_iou, abs=1e-6)
