@@ -204,6 +204,8 @@ class HqEngine:
         engine's device."""
         import torch
 
+        if embedding.fingerprint != self.fingerprint:
+            raise ValueError("This embedding was made by another model; encode the image again.")
         packed = torch.as_tensor(np.asarray(embedding.features), device=self.device)
         features = packed[:, :256].contiguous()
         # B x 64 x 64 x D in the memory layout the encoder returns it in, so the fusion

@@ -228,3 +228,13 @@ def test_run_length_encoding_equals_segment_anythings():
             decoded = _rle_to_mask(rle)
             assert decoded.dtype == bool and np.array_equal(decoded, rle_to_mask(rle))
             assert np.array_equal(decoded, mask.numpy())
+
+
+def test_an_engine_without_a_generator_is_refused_in_one_sentence(image):
+    class TransformersLike:  # as HfSamEngine: a model, but no generator of its family
+        name = "SAM (transformers) (cpu)"
+        model = object()
+        supports_automatic = False
+
+    with pytest.raises(UserError, match=r"^SAM \(transformers\) \(cpu\) cannot segment everything"):
+        generate_proposals(TransformersLike(), image)
