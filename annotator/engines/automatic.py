@@ -10,11 +10,12 @@ crop's features taken from an `Embedding` (`_EmbeddingSteps`):
 - SAM-HQ: segment_anything_hq's `SamAutomaticMaskGenerator` (hq_token_only=False), likewise on
   `HqEngine.predictor_features`.
 - SAM 1, MobileSAM, EfficientViT-SAM: segment_anything's `SamAutomaticMaskGenerator`, with the
-  decoder loop made leaner:
+  decoder loop made leaner (below).
 
-- The full-image crop takes its features from an `Embedding` (the window's, or the embedding
-  cache's) instead of running the image encoder again; other crops go through the engine's own
-  `encode` (the fast encoder).
+For every family the full-image crop takes its features from an `Embedding` (the window's, or the
+embedding cache's) instead of running the image encoder again; other crops go through the
+engine's own `encode` (the fast encoder where the family has one). SAM 1's leaner loop:
+
 - The mask decoder's two-way transformer runs once for a batch of points on one shared copy of
   the image embedding (stock repeats it per point), and its attention projections over the 4096
   image tokens are folded into the 7 prompt tokens (see `two_way.py`): about half the
@@ -26,7 +27,7 @@ crop's features taken from an `Embedding` (`_EmbeddingSteps`):
   the kept masks are run-length encoded in one pass (the same RLE as stock `mask_to_rle_pytorch`,
   whose per-mask scan of the whole batch's changes costs seconds on noisy masks).
 
-Nothing here imports Qt; torch and segment_anything are imported when the work starts.
+Nothing here imports Qt; torch and the family's package are imported when the work starts.
 """
 
 from __future__ import annotations
@@ -204,10 +205,11 @@ def generate_proposals(
       full-image crop, so with crop_n_layers=0 the image encoder does not run at all. None: encode.
     progress: progress(done, total) after each crop's encoding and each batch of points, called in
       the calling thread; total is `count_steps(image.shape[:2], settings)`, done ends at total.
-    cancelled: polled before each crop, before and within each batch of points (a batch takes
-      seconds on a CPU); when it returns True, `Cancelled` is raised (nothing partial returned).
-    Raises UserError for settings out of range or an engine that cannot, ValueError for an embedding of another image size
-    or another model. Slow (seconds to minutes on a CPU): call it from a worker thread.
+    cancelled: polled before each crop and before each batch of points, and within a batch in
+      SAM 1's loop (a batch takes seconds on a CPU; SAM 2's and SAM-HQ's run as shipped); when it
+      returns True, `Cancelled` is raised (nothing partial returned).
+    Raises UserError for settings out of range or an engine that cannot, ValueError for an
+    embedding of another image size or another model. Slow (seconds to minutes on a CPU): call it from a worker thread.
     """
     import torch
 
