@@ -107,6 +107,8 @@ def _spread(model, seed: int):
                 param.copy_(torch.randn(param.shape, generator=gen) / fan_in**0.5)
             elif name.endswith("bias"):
                 param.copy_(torch.randn(param.shape, generator=gen) * 0.5)
+        # Without a common offset in the pixel embeddings a mask is pixel-dependent, not empty.
+        model.mask_decoder.instance_projection.bias.zero_()
     _spread_scores(model, gen)
     return model
 
