@@ -193,9 +193,7 @@ class Canvas(QWidget):
         ((x0, y0, x1, y1) image pixels, exclusive), e.g. CompactProposal; [] to remove them."""
         self._proposals, self._scores = None, []
         if self.image is not None and proposals:
-            self._proposals = render_outlines(
-                [(p.crop(), p.box) for p in proposals], self.image.width, self.image.height
-            )
+            self._proposals = render_outlines(proposals, self.image.width, self.image.height)
             if len(proposals) <= SCORE_LABELS_MAX:
                 self._scores = [
                     (p.box[0], p.box[1], f"{p.predicted_iou:.2f}")

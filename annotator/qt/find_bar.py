@@ -35,6 +35,7 @@ from PySide6.QtWidgets import (
 
 from annotator.core.found import Search, found_command, is_searched
 from annotator.errors import UserError
+from annotator.qt.overlay import outline_pixels
 
 FLOOR = 0.05  # the lowest score the slider reaches: instances below it are not kept
 DEFAULT_THRESHOLD = 0.5  # as `annotator find`
@@ -81,6 +82,12 @@ class FindOnImage:
         found = context.engine.find(
             embedding, text=self.search.phrase or None, box=self.search.box, threshold=FLOOR
         )
+        height, width = embedding.original_size
+        for index, instance in enumerate(found):  # outlines made here, not on the GUI thread
+            if instance.mask is not None:
+                outline_pixels(instance.mask, width, height)
+            if index % 20 == 19:
+                yield None
         return FoundOnImage(self.key, self.search, tuple(found))
 
 
