@@ -79,6 +79,12 @@ BACKGROUND = QColor(231, 76, 60)
 BOX_COLOR = QColor(255, 200, 0)
 
 
+def _first_set(proposal) -> int:
+    """Column (in its crop) of a proposal's first pixel in its top row."""
+    bits = getattr(proposal, "bits", None)
+    return int(np.argmax(np.unpackbits(bits[0]))) if bits is not None else 0
+
+
 # Above this many proposals their scores are not written on the image (they would cover it).
 SCORE_LABELS_MAX = 60
 
@@ -195,8 +201,8 @@ class Canvas(QWidget):
         if self.image is not None and proposals:
             self._proposals = render_outlines(proposals, self.image.width, self.image.height)
             if len(proposals) <= SCORE_LABELS_MAX:
-                self._scores = [
-                    (p.box[0], p.box[1], f"{p.predicted_iou:.2f}")
+                self._scores = [  # at the mask's topmost pixel, so overlapping boxes part
+                    (p.box[0] + _first_set(p), p.box[1], f"{p.predicted_iou:.2f}")
                     for p in proposals
                     if hasattr(p, "predicted_iou")
                 ]

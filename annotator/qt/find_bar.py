@@ -22,6 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from PySide6.QtCore import QEvent, QObject, Qt, Signal
+from PySide6.QtGui import QKeySequence
 from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
@@ -129,9 +130,15 @@ class PhraseEdit(QLineEdit):
     _OWN_KEYS = (Qt.Key.Key_Return, Qt.Key.Key_Enter, Qt.Key.Key_Escape)
 
     def event(self, event) -> bool:
-        if event.type() == QEvent.Type.ShortcutOverride and event.key() in self._OWN_KEYS:
-            event.accept()  # delivered to keyPressEvent instead of triggering a shortcut
-            return True
+        if event.type() == QEvent.Type.ShortcutOverride:
+            if event.key() in self._OWN_KEYS:
+                event.accept()  # delivered to keyPressEvent instead of triggering a shortcut
+                return True
+            if event.matches(QKeySequence.StandardKey.Undo) or event.matches(
+                QKeySequence.StandardKey.Redo
+            ):
+                event.ignore()  # the window's undo (of an Accept All, say), not the text's
+                return True
         return super().event(event)
 
     def keyPressEvent(self, event) -> None:
@@ -250,6 +257,16 @@ class FindController(QObject):
         self.toolbar.hide()
         self.window.canvas.find_mode = False
         self.window.canvas.setFocus(Qt.FocusReason.OtherFocusReason)
+
+    def refuses_clicks(self) -> bool:
+        """Whether the loaded model takes no clicks (SAM 3): then says what it takes instead."""
+        info = self.window.controller.engine_info
+        if info is None or info.clicks:
+            return False
+        from annotator.engines.sam3 import NO_CLICKS
+
+        self._status(NO_CLICKS, 8000)
+        return True
 
     # ------------------------------------------------------------------ requests
     def _status(self, text: str, ms: int = 8000) -> None:

@@ -66,6 +66,7 @@ class EngineInfo:
     fingerprint: str
     automatic: bool = False  # can segment everything (a SAM engine with its `model`)
     find: bool = False  # can find by phrase or example box (SAM 3)
+    clicks: bool = True  # decodes clicks and boxes (SAM 3 here does not)
 
 
 NEEDS_SAM = (
@@ -256,6 +257,7 @@ def _engine_info(engine) -> EngineInfo:
         engine.fingerprint,
         supports_automatic(engine),
         bool(getattr(engine, "supports_find", False)),
+        bool(getattr(engine, "supports_clicks", True)),
     )
 
 

@@ -556,6 +556,8 @@ class MainWindow(QMainWindow):
 
     def _prompts_changed(self, decode: bool) -> None:
         prompts = self.session.prompts
+        if decode and self.finder.refuses_clicks():  # SAM 3: a sentence, not a stuck prompt
+            prompts.clear()
         self.canvas.set_prompts(prompts.points, prompts.labels, prompts.box)
         if decode and not prompts.is_empty():
             self.controller.request_decode(prompts.revision, prompts.to_prompts())

@@ -81,12 +81,14 @@ def test_type_cat_enter_accept_all_one_undo(qtbot, find_window, sam3_engine):
     assert window.project.annotations_of(record.id) == []  # Enter was the box's, not "accept"
     assert window.canvas._scores and window.canvas._scores[0][2].startswith("0.")
 
-    assert window.accept_all_proposals()
+    key(qtbot, window, Qt.Key.Key_E, CTRL | SHIFT)  # accept all, focus still in the box
     annotations = window.project.annotations_of(record.id)
     assert sorted(a.extra["score"] for a in annotations) == expected
     assert {window.project.category(a.category_id).name for a in annotations} == {"cat"}
-    window.session.undo()
+    assert window.finder.bar.phrase.hasFocus()
+    qtbot.keyClick(window.finder.bar.phrase, Qt.Key.Key_Z, CTRL)  # the window's undo
     assert window.project.annotations_of(record.id) == []
+    assert window.finder.bar.phrase.text() == "cat"
     assert _offered(window) == expected  # undo puts them back on offer
 
 
@@ -195,3 +197,13 @@ def test_a_failed_model_load_keeps_the_model(qtbot, find_window, sam3_engine):
     window.finder.bar.threshold.setValue(5)
     _type_and_find(qtbot, window, "cat")
     assert len(window.proposals) == len(_expected(sam3_engine, _image(window), 0.05, text="cat"))
+
+
+def test_a_click_says_what_sam3_takes_instead(qtbot, find_window):
+    from tests.qt.conftest import click_image
+
+    window = find_window
+    click_image(qtbot, window, 40, 30)
+    assert "not by clicks" in window.statusBar().currentMessage()
+    assert window.session.prompts.is_empty()
+    assert window.candidate_label.text() == ""  # no "computing…" left behind
