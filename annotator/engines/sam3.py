@@ -39,8 +39,8 @@ MASK_THRESHOLD = 0.5  # the processor's default: masks are sigmoid(logits) > 0.5
 VISUAL_PROMPT = "visual"  # the processor's text for an example box without a phrase
 QUERY_SLICE = 16  # queries post-processed at once (bounds full-size float masks in memory)
 NO_CLICKS = (
-    "SAM 3 finds objects by a phrase or an example box (Ctrl+F), not by clicks; for clicks "
-    "choose a SAM or SAM 2 checkpoint (Ctrl+M)."
+    "SAM 3 finds objects by a phrase or an example box (Ctrl+F in the window, annotator find), "
+    "not by clicks; for clicks use a SAM or SAM 2 checkpoint."
 )
 _TOKENIZER_SETS = (("tokenizer.json",), ("vocab.json", "merges.txt"))
 
@@ -57,7 +57,7 @@ class Sam3Architecture:
 
     def describe(self) -> str:
         return (
-            f"sam3 (transformers layout): ViT {self.vit_width} wide, {self.vit_blocks} blocks, "
+            f"(transformers layout): ViT {self.vit_width} wide, {self.vit_blocks} blocks, "
             f"{self.image_size} px; text encoder {self.text_width} wide, {self.text_blocks} "
             f"blocks; {self.queries} queries"
         )

@@ -96,7 +96,7 @@ def test_instances_equal_transformers_pipeline(engine, reference, case):
 def test_detected_from_config_and_fingerprinted(tiny_sam3_folder, engine):
     info = families.inspect_checkpoint(tiny_sam3_folder)
     assert (info.family, info.model_type) == ("sam3", "sam3")
-    assert info.describe().startswith("SAM 3 sam3 (transformers layout): ViT 32 wide, 2 blocks")
+    assert info.describe().startswith("SAM 3 (transformers layout): ViT 32 wide, 2 blocks")
     assert engine.name == "SAM 3 (transformers) (cpu)"
     assert len(engine.fingerprint) == 16
     families.check_model_type(info, "sam3", tiny_sam3_folder.name)
