@@ -6,6 +6,7 @@ scores within 1e-4, boxes within 1e-3 px, mask IoU >= 0.999."""
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import numpy as np
@@ -144,3 +145,23 @@ def test_not_enough_memory_is_one_sentence(tiny_sam3_folder, monkeypatch):
     monkeypatch.setattr(transformers.Sam3Model, "from_pretrained", out_of_memory)
     with pytest.raises(UserError, match="There is not enough memory to load SAM 3"):
         families.load_model(tiny_sam3_folder, device="cpu")
+
+
+def test_a_sam3_video_folder_loads_its_detector(tiny_sam3_folder, engine, tmp_path):
+    """The hub's facebook/sam3 folder is a Sam3VideoModel (model_type "sam3_video": detector and
+    tracker); its detector is what this engine runs."""
+    from transformers import Sam3Model, Sam3Processor, Sam3VideoConfig, Sam3VideoModel
+
+    detector = Sam3Model.from_pretrained(tiny_sam3_folder)
+    video = Sam3VideoModel(Sam3VideoConfig(detector_config=detector.config.to_dict()))
+    video.detector_model.load_state_dict(detector.state_dict())
+    folder = tmp_path / "sam3-video"
+    video.save_pretrained(folder)
+    Sam3Processor.from_pretrained(tiny_sam3_folder).save_pretrained(folder)
+    assert json.loads((folder / "config.json").read_text())["model_type"] == "sam3_video"
+
+    from_video = families.load_model(folder, device="cpu")
+    image = _image()
+    ours = from_video.find(from_video.encode(image), text="cat", threshold=0.0)
+    expected = engine.find(engine.encode(image), text="cat", threshold=0.0)
+    assert [f.score for f in ours] == pytest.approx([f.score for f in expected], abs=1e-6)
