@@ -389,6 +389,10 @@ class FindController(QObject):
         if not w.project.has_image(value.image_id):
             return  # removed meanwhile
         record = w.project.image(value.image_id)
+        sizes = {i.mask.image_size for i in value.instances if i.mask is not None}
+        if sizes - {(record.height, record.width)}:  # the file changed since the project
+            self._status(f"{record.file_name} is not the size the project says; skipped.")
+            return
         category = self._category_id(value.search)
         model = w.controller.engine_info.fingerprint if w.controller.engine_info else ""
         if category is None or not model:
