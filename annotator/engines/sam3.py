@@ -1,7 +1,8 @@
 """SAM 3 (Meta, November 2025): every instance of a noun phrase or of an example box, run with
 transformers (`Sam3Model` + `Sam3Processor`) from a checkpoint folder as the hub publishes it
 (config.json with model_type "sam3", or "sam3_video" whose detector Sam3Model reads;
-model.safetensors; the processor's configuration; the CLIP tokenizer's files).
+model.safetensors, or its shards and their index; the processor's configuration; the CLIP
+tokenizer's files).
 
 Why transformers and not Meta's `sam3` package: the package (0.1.4) does not run on a CPU as
 shipped (hard-coded CUDA calls); transformers' classes do, on CPU and GPU, unpatched.
@@ -86,7 +87,7 @@ def detect_folder(path: Path, config: dict):
     """families.ModelInfo of a SAM 3 folder; UserError (one sentence) for what it lacks."""
     from annotator.engines.families import ModelInfo
 
-    if not (path / "model.safetensors").is_file():
+    if weights_file(path) is None:
         raise UserError(
             f"{path.name} has no model.safetensors (only safetensors weights are read)."
         )
@@ -110,6 +111,20 @@ def detect_folder(path: Path, config: dict):
     return ModelInfo("sam3", "sam3", arch)
 
 
+def weights_file(path: Path) -> Path | None:
+    """model.safetensors, or the first shard a model.safetensors.index.json names; None."""
+    single = path / "model.safetensors"
+    if single.is_file():
+        return single
+    try:
+        index = json.loads((path / "model.safetensors.index.json").read_text(encoding="utf-8"))
+        shards = sorted(set(index["weight_map"].values()))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+    first = path / shards[0] if shards else None
+    return first if first is not None and first.is_file() else None
+
+
 def read_config(path: Path) -> dict:
     try:
         config = json.loads((path / "config.json").read_text(encoding="utf-8"))
@@ -121,7 +136,7 @@ def read_config(path: Path) -> dict:
 def fingerprint(path: Path, info) -> str:
     from annotator.engines import families
 
-    return families.fingerprint(path / "model.safetensors", info, PREPROCESS_VERSION)
+    return families.fingerprint(weights_file(path), info, PREPROCESS_VERSION)
 
 
 def _is_out_of_memory(exc: BaseException) -> bool:

@@ -165,3 +165,18 @@ def test_a_sam3_video_folder_loads_its_detector(tiny_sam3_folder, engine, tmp_pa
     ours = from_video.find(from_video.encode(image), text="cat", threshold=0.0)
     expected = engine.find(engine.encode(image), text="cat", threshold=0.0)
     assert [f.score for f in ours] == pytest.approx([f.score for f in expected], abs=1e-6)
+
+
+def test_a_sharded_folder_loads(tiny_sam3_folder, engine, tmp_path):
+    from transformers import Sam3Model, Sam3Processor
+
+    folder = tmp_path / "sharded"
+    Sam3Model.from_pretrained(tiny_sam3_folder).save_pretrained(folder, max_shard_size="2MB")
+    Sam3Processor.from_pretrained(tiny_sam3_folder).save_pretrained(folder)
+    assert not (folder / "model.safetensors").exists()
+    assert (folder / "model.safetensors.index.json").is_file()
+    sharded = families.load_model(folder, device="cpu")
+    image = _image()
+    ours = sharded.find(sharded.encode(image), text="cat", threshold=0.0)
+    expected = engine.find(engine.encode(image), text="cat", threshold=0.0)
+    assert [f.score for f in ours] == pytest.approx([f.score for f in expected], abs=1e-6)
