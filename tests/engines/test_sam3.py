@@ -148,15 +148,20 @@ def test_not_enough_memory_is_one_sentence(tiny_sam3_folder, monkeypatch):
 
 
 def test_a_sam3_video_folder_loads_its_detector(tiny_sam3_folder, engine, tmp_path):
-    """The hub's facebook/sam3 folder is a Sam3VideoModel (model_type "sam3_video": detector and
-    tracker); its detector is what this engine runs."""
-    from transformers import Sam3Model, Sam3Processor, Sam3VideoConfig, Sam3VideoModel
+    """The hub's facebook/sam3 folder is a Sam3VideoModel (model_type "sam3_video"): weights
+    under detector_model.*, tracker_model.* and tracker_neck.*; its detector is what this engine
+    runs. Written as save_pretrained writes it, without building the tracker (tracker weights
+    stand in as two small tensors, which loading must ignore)."""
+    from safetensors.torch import save_file
+    from transformers import Sam3Model, Sam3Processor, Sam3VideoConfig
 
     detector = Sam3Model.from_pretrained(tiny_sam3_folder)
-    video = Sam3VideoModel(Sam3VideoConfig(detector_config=detector.config.to_dict()))
-    video.detector_model.load_state_dict(detector.state_dict())
     folder = tmp_path / "sam3-video"
-    video.save_pretrained(folder)
+    Sam3VideoConfig(detector_config=detector.config.to_dict()).save_pretrained(folder)
+    weights = {f"detector_model.{k}": v.contiguous() for k, v in detector.state_dict().items()}
+    weights["tracker_model.mask_decoder.iou_token.weight"] = torch.ones(1, 8)
+    weights["tracker_neck.conv.weight"] = torch.ones(2, 2)
+    save_file(weights, folder / "model.safetensors", metadata={"format": "pt"})
     Sam3Processor.from_pretrained(tiny_sam3_folder).save_pretrained(folder)
     assert json.loads((folder / "config.json").read_text())["model_type"] == "sam3_video"
 
