@@ -65,6 +65,10 @@ class FoundInImage:
     instances: tuple
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
 def _require_find(engine) -> None:
     if not getattr(engine, "supports_find", False):
         raise UserError(NEEDS_SAM3)
@@ -423,7 +427,7 @@ class FindController(QObject):
             return
         if self._kind == "all":
             self._status(
-                f"Found {self._all_count} instances in {result.result} images "
+                f"Found {_count(self._all_count, 'instance')} in {_count(result.result, 'image')} "
                 f"in {result.seconds:.1f} s (Ctrl+Z undoes the last image).",
                 10000,
             )
@@ -441,8 +445,8 @@ class FindController(QObject):
         threshold = self.bar.threshold_value
         if shown:
             self._status(
-                f"{shown} instances above {threshold:.2f} in {seconds:.1f} s: click one to accept "
-                "it, Ctrl+Shift+E accepts all, Esc discards.",
+                f"{_count(shown, 'instance')} above {threshold:.2f} in {seconds:.1f} s: click one "
+                "to accept it, Ctrl+Shift+E accepts all, Esc discards.",
                 10000,
             )
         elif self._found:
