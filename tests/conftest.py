@@ -80,3 +80,14 @@ def shared_model_cache(tmp_path_factory):
     """One cache folder for exported decoders, so the tests that load the same family through
     the default path (ONNX decoder) export it once."""
     return tmp_path_factory.mktemp("shared-model-cache")
+
+
+@pytest.fixture(scope="session")
+def tiny_sam3_folder(tmp_path_factory) -> Path:
+    """A shrunk random-weight SAM 3 checkpoint folder with its tokenizer (tests/sam3_factory.py),
+    built once per session."""
+    pytest.importorskip("transformers")
+    pytest.importorskip("open_clip")
+    from sam3_factory import build_sam3_folder
+
+    return build_sam3_folder(tmp_path_factory.mktemp("sam3") / "tiny-sam3")

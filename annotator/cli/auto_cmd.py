@@ -247,10 +247,15 @@ def _records_by_path(project) -> dict[Path, object]:
 
 def _object_category(session) -> int:
     """The id of the category named "object", added (with the next palette colour) if missing."""
+    return category_named(session, CATEGORY_NAME)
+
+
+def category_named(session, name: str) -> int:
+    """The id of the category called `name`, added (with the next palette colour) if missing."""
     for category in session.project.categories:
-        if category.name == CATEGORY_NAME:
+        if category.name == name:
             return category.id
-    return session.add_category(CATEGORY_NAME).id
+    return session.add_category(name).id
 
 
 def _add_proposals(session, record, category_id: int, proposals) -> int:

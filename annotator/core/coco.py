@@ -6,7 +6,9 @@ What we write:
   made by pycocotools, area, bbox [x, y, w, h], iscrowd): what pycocotools, CVAT, Label Studio,
   FiftyOne, Roboflow, detectron2 and mmdetection read.
 - Ours alone sits under one key, "annotator": {"format_version", "image_root", "categories":
-  {id: {"color"}}, "images": {id: {"done"}}}; other tools ignore it.
+  {id: {"color"}}, "images": {id: {"done", "searched": [{"model", "phrase"}]}}}; other tools
+  ignore it. "searched" (optional, older readers ignore it) records what SAM 3 has looked for in
+  an image, never a person's done mark.
 - Everything else is kept: top-level keys (info, licenses, ...), unknown keys of images,
   categories and annotations, ids exactly as read.
 
@@ -308,7 +310,13 @@ def _read_images(project: Project, entries: list, ours: dict, where: str) -> Non
             flags = {}
         extra = {k: v for k, v in entry.items() if k not in _IMAGE_KEYS}
         record = ImageRecord(
-            image_id, file_name, int(width), int(height), bool(flags.get("done", False)), extra
+            image_id,
+            file_name,
+            int(width),
+            int(height),
+            bool(flags.get("done", False)),
+            extra,
+            searched=searched_pairs(flags.get("searched")),
         )
         project.add_image(record, notify=False, resolve=False)  # resolved once the root is known
 
@@ -572,10 +580,31 @@ def project_document(project: Project, folder: Path | None = None) -> dict:
         "format_version": FORMAT_VERSION,
         **({"image_root": image_root} if image_root else {}),
         "categories": {str(c.id): {"color": list(c.color)} for c in project.categories},
-        "images": {str(r.id): {"done": True} for r in project.images if r.done},
+        "images": {str(r.id): _image_flags(r) for r in project.images if r.done or r.searched},
         **({"settings": dict(project.settings)} if project.settings else {}),
     }
     return document
+
+
+def _image_flags(record: ImageRecord) -> dict:
+    flags: dict = {"done": True} if record.done else {}
+    if record.searched:
+        flags["searched"] = [{"model": m, "phrase": p} for m, p in record.searched]
+    return flags
+
+
+def searched_pairs(value) -> tuple[tuple[str, str], ...]:
+    """The (model, phrase) pairs of an image's "searched" list; entries that are not
+    {"model": text, "phrase": text} are left out (`annotator validate` names them)."""
+    if not isinstance(value, list):
+        return ()
+    pairs = []
+    for entry in value:
+        if isinstance(entry, dict):
+            model, phrase = entry.get("model"), entry.get("phrase")
+            if isinstance(model, str) and isinstance(phrase, str) and (model, phrase) not in pairs:
+                pairs.append((model, phrase))
+    return tuple(pairs)
 
 
 def _image_entry(project: Project, record: ImageRecord, names_from: Path) -> dict:

@@ -231,6 +231,25 @@ class SetImageDone:
         project.replace_image(replace(project.image(self.image_id), done=self._old))
 
 
+class RecordSearch:
+    """Record that SAM 3 (weights `model`, a fingerprint) searched an image for `phrase`."""
+
+    def __init__(self, image_id: int, model: str, phrase: str, text: str | None = None):
+        self.image_id = image_id
+        self.pair = (str(model), str(phrase))
+        self.text = text or f"Find “{phrase}”"
+        self._old: tuple = ()
+
+    def apply(self, project: Project) -> None:
+        record = project.image(self.image_id)
+        self._old = record.searched
+        if self.pair not in record.searched:
+            project.replace_image(replace(record, searched=(*record.searched, self.pair)))
+
+    def revert(self, project: Project) -> None:
+        project.replace_image(replace(project.image(self.image_id), searched=self._old))
+
+
 class ReplaceImages:
     """Point images (same ids) at other files, e.g. those found by relinking. Records only the
     file name and path it changes, so it composes with any other edit of the same records."""

@@ -249,6 +249,7 @@ def _image_json(r: ImageRecord) -> dict:
         "height": r.height,
         "done": r.done,
         "extra": dict(r.extra),
+        "searched": [list(pair) for pair in r.searched],
     }
 
 
@@ -261,6 +262,7 @@ def _image_from(v: Mapping) -> ImageRecord:
         bool(v.get("done", False)),
         dict(v.get("extra") or {}),
         str(v.get("path", "")),
+        tuple((str(m), str(p)) for m, p in v.get("searched") or ()),
     )
 
 

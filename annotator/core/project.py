@@ -89,6 +89,9 @@ class ImageRecord:
         resolves it (`Project.add_image`). Every lookup goes through `path`, so a Save As into
         another folder changes no record: the file names are rebased when they are written.
     width, height: pixels as displayed. extra: foreign keys, written back verbatim.
+    searched: the (model fingerprint, phrase) pairs SAM 3 has searched this image for (`annotator
+        find`, Find in all images), so a rerun skips them; kept apart from `done`, which only a
+        person sets.
     """
 
     id: int
@@ -98,6 +101,7 @@ class ImageRecord:
     done: bool = False
     extra: Mapping = field(default_factory=dict)
     path: str = ""
+    searched: tuple[tuple[str, str], ...] = ()
 
 
 def normalise_path(path: str | os.PathLike) -> str:

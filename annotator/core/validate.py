@@ -42,6 +42,7 @@ def validate_project(path: Path, check_image_files: bool = True) -> list[Problem
     images, unsized = _check_images(document["images"], problems)
     categories = _check_categories(document.get("categories", []), problems)
     _check_annotations(document.get("annotations", []), images, unsized, categories, problems)
+    _check_searched(document.get(OUR_KEY), problems)
     if check_image_files:
         _check_image_files(path, document, images, problems)
     return problems
@@ -110,6 +111,28 @@ def _check_images(
             del images[image_id]
             unsized.add(image_id)
     return images, unsized
+
+
+def _check_searched(ours, problems: list[Problem]) -> None:
+    """Our optional record of what SAM 3 searched each image for: a list of {"model": text,
+    "phrase": text} per image id (loading skips malformed entries; here they are named)."""
+    flags = ours.get("images") if isinstance(ours, dict) else None
+    if not isinstance(flags, dict):
+        return
+    for image_id, entry in flags.items():
+        searched = entry.get("searched") if isinstance(entry, dict) else None
+        if searched is None:
+            continue
+        where = f'{OUR_KEY}.images["{image_id}"].searched'
+        if not isinstance(searched, list):
+            problems.append(Problem(where, f"must be a list, found {_kind(searched)}"))
+            continue
+        for n, item in enumerate(searched):
+            ok = isinstance(item, dict) and all(
+                isinstance(item.get(key), str) for key in ("model", "phrase")
+            )
+            if not ok:
+                problems.append(Problem(f"{where}[{n}]", 'must be {"model": text, "phrase": text}'))
 
 
 def _check_categories(entries: list, problems: list[Problem]) -> dict[int, tuple[int, dict]]:

@@ -14,6 +14,7 @@ where the package allows: no random initialisation) and wraps it in a `Segmenter
 | MobileSAM | engines/mobilesam.py | mobilesam_vit_t | mobilesam-mirror (`mobilesam`) |
 | EfficientViT-SAM | engines/efficientvit.py | efficientvit_sam_l0/l1/l2/xl0/xl1 | efficientsam (`efficientvit`) |
 | transformers layout (a folder) | engines/hf.py | hf | transformers (`hf`) |
+| SAM 3 (a transformers folder) | engines/sam3.py | sam3 | transformers (`sam3`) |
 
 Nothing here imports torch at module level: `import annotator.engines.families` is cheap.
 """
@@ -53,6 +54,7 @@ FAMILIES: dict[str, Family] = {
                "efficientsam", "efficientvit",
                tuple(f"efficientvit_sam_{s}" for s in ("l0", "l1", "l2", "xl0", "xl1"))),
         Family("hf", "Hugging Face", "annotator.engines.hf", "transformers", "hf", ("hf",)),
+        Family("sam3", "SAM 3", "annotator.engines.sam3", "transformers", "sam3", ("sam3",)),
     )
 }  # fmt: skip
 
@@ -151,10 +153,13 @@ def inspect_checkpoint(path) -> ModelInfo:
 
 
 def _detect_folder(path: Path) -> ModelInfo:
-    from annotator.engines import hf
+    from annotator.engines import hf, sam3
 
     if not hf.is_hf_folder(path):
         raise UserError(f"{path} is a folder without config.json, not a transformers model folder.")
+    config = sam3.read_config(path)
+    if sam3.is_sam3_config(config):
+        return sam3.detect_folder(path, config)
     return hf.detect_folder(path)
 
 
@@ -267,6 +272,10 @@ def load_model(
         info = _detect_folder(path)
         check_model_type(info, model_type, path.name)
         require_package(info.family)
+        if info.family == "sam3":
+            from annotator.engines import sam3
+
+            return sam3.load_folder(path, info, device=sam.resolve_device(device))
         return hf.load_folder(path, info, device=sam.resolve_device(device))
     # Memory-mapped: only what is touched is read (a cached embedding needs the decoder alone);
     # each part is copied into memory before it first runs (copy_into_memory).

@@ -5,7 +5,7 @@ transformers' documented pipeline (`model(**processor(image, input_points=...))`
 `processor.post_process_masks`).
 
 Detection reads config.json's `model_type`: "sam", "sam_hq" and "sam2" (Sam2Model +
-Sam2Processor) are loaded; others ("sam3"...) are refused with one sentence. Weights are read from
+Sam2Processor) are loaded; SAM 3 ("sam3") is its own family (engines/sam3.py); others are refused with one sentence. Weights are read from
 model.safetensors only (never a pickle), with `local_files_only`: nothing is downloaded. The
 embedding is the vision encoder's 1x256x64x64 output, as SAM 1's; SAM-HQ's also holds the first
 intermediate (global-attention) ViT feature its decoder fuses, channels-first after it, as
@@ -27,7 +27,7 @@ from annotator.errors import UserError
 
 PREPROCESS_VERSION = 1
 LOADED_TYPES = ("sam", "sam_hq", "sam2")
-KNOWN_TYPES = {"sam": "SAM", "sam_hq": "SAM-HQ", "sam2": "SAM 2", "sam3": "SAM 3"}
+KNOWN_TYPES = {"sam": "SAM", "sam_hq": "SAM-HQ", "sam2": "SAM 2"}
 
 
 @dataclass(frozen=True)

@@ -97,6 +97,20 @@ ACTIONS: tuple[ActionSpec, ...] = (
         "Points per side, thresholds, crop layers, minimum region area",
     ),
     ActionSpec(
+        "find",
+        "&Find…",
+        ("Ctrl+F",),
+        "Prompts",
+        "Find every instance of a phrase with SAM 3 (Shift+drag: objects like the box)",
+    ),
+    ActionSpec(
+        "find_all",
+        "Find in &All Images",
+        ("Ctrl+Shift+F",),
+        "Prompts",
+        "Find the phrase in every image; instances become annotations with their scores",
+    ),
+    ActionSpec(
         "tool_sam", "&SAM Click Tool", ("S",), "Tools", "Click and drag to prompt SAM", True
     ),
     ActionSpec(

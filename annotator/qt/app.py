@@ -83,7 +83,7 @@ def engine_spec_from(args, settings):
     device = getattr(args, "device", "auto") or "auto"
     if device == "auto":  # not given on the command line: the one chosen last time
         device = settings.device
-    if checkpoint and not Path(checkpoint).expanduser().is_file():
+    if checkpoint and not Path(checkpoint).expanduser().exists():  # a file, or a hub folder
         if getattr(args, "checkpoint", None):
             raise UserError(f"Checkpoint {checkpoint} does not exist.")
         checkpoint = None  # a remembered checkpoint that was moved: fall back to classic

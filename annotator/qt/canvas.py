@@ -79,9 +79,20 @@ BACKGROUND = QColor(231, 76, 60)
 BOX_COLOR = QColor(255, 200, 0)
 
 
+def _first_set(proposal) -> int:
+    """Column (in its crop) of a proposal's first pixel in its top row."""
+    bits = getattr(proposal, "bits", None)
+    return int(np.argmax(np.unpackbits(bits[0]))) if bits is not None else 0
+
+
+# Above this many proposals their scores are not written on the image (they would cover it).
+SCORE_LABELS_MAX = 60
+
+
 class Canvas(QWidget):
     point_added = Signal(float, float, bool)  # x, y (image pixels), positive
     box_drawn = Signal(float, float, float, float)  # x0, y0, x1, y1 (image pixels)
+    example_box = Signal(float, float, float, float)  # Shift+drag while `find_mode` (SAM 3)
     cursor_moved = Signal(float, float)  # image pixels; NaN when the cursor leaves the image
     view_changed = Signal(float)  # zoom: screen pixels per image pixel
     select_at = Signal(float, float, bool)  # x, y (image pixels), add to the selection
@@ -108,6 +119,8 @@ class Canvas(QWidget):
         self._live: tuple[QImage, int] | None = None
         self._proposals: tuple[QImage, int] | None = None  # segment-everything outlines
         self._hovered = None  # the proposal under the cursor (a CompactProposal) or None
+        self._scores: list[tuple[float, float, str]] = []  # (x, y) image pixels, label text
+        self.find_mode = False  # the Find bar is open: Shift+drag draws an example box
         self._hover: tuple[QImage, int, int, int] | None = None
         self._points = np.zeros((0, 2), np.float32)
         self._labels = np.zeros((0,), np.int32)
@@ -184,11 +197,15 @@ class Canvas(QWidget):
     def set_proposals(self, proposals) -> None:
         """Segment-everything proposals to outline: objects with `crop()` (h x w bool) and `box`
         ((x0, y0, x1, y1) image pixels, exclusive), e.g. CompactProposal; [] to remove them."""
-        self._proposals = None
+        self._proposals, self._scores = None, []
         if self.image is not None and proposals:
-            self._proposals = render_outlines(
-                [(p.crop(), p.box) for p in proposals], self.image.width, self.image.height
-            )
+            self._proposals = render_outlines(proposals, self.image.width, self.image.height)
+            if len(proposals) <= SCORE_LABELS_MAX:
+                self._scores = [  # at the mask's topmost pixel, so overlapping boxes part
+                    (p.box[0] + _first_set(p), p.box[1], f"{p.predicted_iou:.2f}")
+                    for p in proposals
+                    if hasattr(p, "predicted_iou")
+                ]
         self.update()
 
     def set_hovered(self, proposal, color: tuple[int, int, int] = (255, 255, 255)) -> None:
@@ -425,6 +442,7 @@ class Canvas(QWidget):
                     self._draw_layer(painter, visible, *layer)
             if self._hover is not None:
                 self._draw_patch(painter, *self._hover)
+            self._draw_scores(painter)
             if self._live is not None:
                 self._draw_layer(painter, visible, *self._live)
             self._draw_prompts(painter)
@@ -540,6 +558,15 @@ class Canvas(QWidget):
             if label == 1:
                 painter.drawLine(centre + QPointF(0, -3), centre + QPointF(0, 3))
 
+    def _draw_scores(self, painter: QPainter) -> None:
+        for x, y, text in self._scores:
+            corner = self.image_to_widget(x, y)
+            rect = painter.fontMetrics().boundingRect(text).adjusted(-2, -1, 2, 1)
+            rect.moveTopLeft(corner.toPoint())
+            painter.fillRect(rect, QColor(0, 0, 0, 160))
+            painter.setPen(QColor(255, 255, 255))
+            painter.drawText(rect, Qt.AlignmentFlag.AlignCenter, text)
+
     def _draw_drag(self, painter: QPainter) -> None:
         if self._press is None or self._drag_now is None or not self._is_drag(self._drag_now):
             return
@@ -636,6 +663,9 @@ class Canvas(QWidget):
             return
         x0, y0 = self._clamp(*self.widget_to_image(press))
         x1, y1 = self._clamp(*self.widget_to_image(position))
+        if self.find_mode and event.modifiers() & Qt.KeyboardModifier.ShiftModifier:
+            self.example_box.emit(min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1))
+            return
         self.box_drawn.emit(x0, y0, x1, y1)
 
     def _clamp(self, x: float, y: float) -> tuple[float, float]:

@@ -151,6 +151,8 @@ class FirstRunDialog(QDialog):
     def use_file(self, path: str | Path) -> bool:
         """Accept `path` as the checkpoint if it looks usable; else show why and return False."""
         path = Path(path)
+        if path.name in ("config.json", "model.safetensors"):  # a transformers folder (SAM 3)
+            path = path.parent
         problem = _file_problem(path)
         if problem:
             self._show_error(problem)
@@ -272,7 +274,11 @@ class FirstRunDialog(QDialog):
 
     def _choose_file(self) -> None:
         path, _ = QFileDialog.getOpenFileName(
-            self, "Choose a checkpoint", "", "Checkpoints (*.pth *.pt);;All files (*)"
+            self,
+            "Choose a checkpoint",
+            "",
+            "Checkpoints (*.pth *.pt);;Checkpoint folders: their config.json (config.json);;"
+            "All files (*)",
         )
         if path:
             self.use_file(path)
@@ -368,6 +374,8 @@ def startup_checkpoint(
 
 def _file_problem(path: Path) -> str | None:
     """Why `path` cannot be a checkpoint (one sentence), or None if it looks usable."""
+    if path.is_dir() and (path / "config.json").is_file():
+        return None  # a transformers checkpoint folder: its loader checks the rest
     if not path.is_file():
         return f"There is no file at {path}."
     size = path.stat().st_size

@@ -35,6 +35,7 @@ from annotator.core.session import AnnotationSession, SessionEvent
 from annotator.qt.actions import ShortcutSheet, build_actions
 from annotator.qt.canvas import GESTURES, Canvas
 from annotator.qt.edit_tools import EditTools
+from annotator.qt.find_bar import FindController
 from annotator.qt.image_loader import DisplayImage, ImageLoader
 from annotator.qt.inference import (
     EngineSpec,
@@ -91,6 +92,7 @@ class MainWindow(QMainWindow):
         self.files = ProjectFiles(self)
         self.engine_status = EngineStatus(self, self.controller)
         self.everything = SegmentEverything(self)
+        self.finder = FindController(self)  # SAM 3: Ctrl+F, Ctrl+Shift+F
         self.tools = EditTools(self)
         self._connect()
         self._recovery_timer = QTimer(self)
@@ -142,6 +144,8 @@ class MainWindow(QMainWindow):
             "accept_all_proposals": self.accept_all_proposals,
             "discard_proposals": self.discard_proposals,
             "auto_mask_settings": self.edit_auto_mask_settings,
+            "find": self.finder.open,
+            "find_all": self.finder.find_in_all,
             "delete_annotations": self.delete_selected,
             "add_category": self.add_category,
             "next_image": lambda: self.go_to(self.current_index + 1),
@@ -552,6 +556,8 @@ class MainWindow(QMainWindow):
 
     def _prompts_changed(self, decode: bool) -> None:
         prompts = self.session.prompts
+        if decode and self.finder.refuses_clicks():  # SAM 3: a sentence, not a stuck prompt
+            prompts.clear()
         self.canvas.set_prompts(prompts.points, prompts.labels, prompts.box)
         if decode and not prompts.is_empty():
             self.controller.request_decode(prompts.revision, prompts.to_prompts())

@@ -49,8 +49,8 @@ def test_mismatched_explicit_type_names_what_was_found(family_checkpoint):
     path, _ = family_checkpoint("mobilesam")
     with pytest.raises(UserError, match=r"is a custom MobileSAM checkpoint \(.*\), but vit_b was"):
         families.load_model(path, model_type="vit_b", device="cpu")
-    with pytest.raises(UserError, match="Unknown model type 'sam3'"):
-        families.load_model(path, model_type="sam3", device="cpu")
+    with pytest.raises(UserError, match="Unknown model type 'sam4'"):
+        families.load_model(path, model_type="sam4", device="cpu")
 
 
 def test_missing_package_names_the_extra(family_checkpoint, monkeypatch):
