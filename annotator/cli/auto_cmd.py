@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from annotator.cli import add_model_arguments
+from annotator.cli import add_model_arguments, add_ray_arguments, ray_options
 from annotator.errors import UserError
 
 CATEGORY_NAME = "object"
@@ -36,6 +36,7 @@ def register(subparsers) -> None:
     parser.add_argument("--checkpoint", required=True, help="SAM checkpoint (.pth)")
     parser.add_argument("--out", required=True, help="the project .json to write (or continue)")
     add_model_arguments(parser)
+    add_ray_arguments(parser)
     settings = parser.add_argument_group("automatic mask generation (segment_anything's names)")
     for name, kind, text in (
         ("points_per_side", int, "grid points along each side (points_per_side**2 prompts)"),
@@ -87,6 +88,7 @@ def run_auto_command(args: argparse.Namespace) -> int:
         model_type=args.model_type,
         device=args.device,
         show_progress=True,
+        ray=ray_options(args),
     )
     for line in report.unreadable:
         print(f"note: {line}", file=sys.stderr)
@@ -109,6 +111,7 @@ def run_auto(
     show_progress: bool = False,
     on_step: Callable[[int, int], None] | None = None,
     on_image_saved: Callable[[str, int], None] | None = None,
+    ray=None,
 ) -> AutoRunReport:
     """Segment every image of `folder` not yet done in the project `out` (created if missing;
     images new to an existing project are added).
@@ -118,6 +121,10 @@ def run_auto(
     `generate_proposals`); on_image_saved(file_name, proposals): after each image's save.
     An exception from either callback (e.g. KeyboardInterrupt) stops the run; the project file
     then holds every image finished before. Raises UserError for bad input.
+
+    ray: `annotator.cluster.ray_batch.RayOptions` to segment on Ray worker actors instead of
+    here (on_step is then not called); each image's result lands in any order and is added in
+    the folder's order, so the project equals the single-process run's, ids included.
     """
     from annotator.core.images import list_images
     from annotator.engines.automatic import AutoMaskSettings
@@ -132,17 +139,19 @@ def run_auto(
     existed = out.exists()
     session, report = _open_session(out, paths)
     try:
-        from annotator.core.images import load_image
-        from annotator.engines.automatic import generate_proposals
-        from annotator.engines.cache import EmbeddingCache
+        from annotator.engines import batch
+        from annotator.engines.cache import COMPUTED, EmbeddingCache
+        from annotator.engines.store import store_from_environment
 
         project, out = session.project, session.project.path
         categories_before = len(project.categories)
         category_id = _object_category(session)
         records = _records_by_path(project)
         todo = [(path, records[path.resolve()]) for path in paths if path.resolve() in records]
+        pending = [(path, record) for path, record in todo if not record.done]
+        store = store_from_environment()
 
-        if engine is None and not all(record.done for _, record in todo):
+        if ray is None and engine is None and pending:
             from annotator.engines.families import load_model
 
             engine = load_model(checkpoint, model_type, device, encoder="fast", decoder="torch")
@@ -150,43 +159,46 @@ def run_auto(
             raise UserError(
                 f"{engine.name} cannot segment everything yet; use a SAM or MobileSAM model."
             )
-        cache = EmbeddingCache()
         if not existed or report.added or len(project.categories) != categories_before:
             session.save()  # the file exists, valid, from the start
 
         bar = _progress_bar(len(todo), show_progress)
-        try:
-            for path, record in todo:
-                if record.done:
-                    report.skipped.append(record.file_name)
-                    bar.update(1)
-                    continue
-                try:
-                    image = load_image(path)
-                except UserError as exc:
-                    report.unreadable.append(str(exc))
-                    bar.update(1)
-                    continue
-                if image.shape[:2] != (record.height, record.width):
-                    report.unreadable.append(
-                        f"{record.file_name} is {image.shape[1]}x{image.shape[0]} pixels but the "
-                        f"project says {record.width}x{record.height}; it was left out."
-                    )
-                    bar.update(1)
-                    continue
-                embedding, hit = cache.encode_cached(engine, image)
-                report.cache_hits += int(hit)
-                proposals = generate_proposals(
-                    engine, image, settings, embedding=embedding, progress=on_step
-                )
-                count = _add_proposals(session, record, category_id, proposals)
+
+        def finish(record, outcome, error: str) -> None:
+            """Add one image's proposals (or note why it could not be used) and save."""
+            if error:
+                report.unreadable.append(error)
+            else:
+                count = _add_proposals(session, record, category_id, outcome.proposals)
                 session.save()
                 report.processed.append(record.file_name)
                 report.proposals += count
-                bar.update(1)
-                bar.set_postfix(proposals=report.proposals)
+                report.cache_hits += int(outcome.embedding_source != COMPUTED)
                 if on_image_saved is not None:
                     on_image_saved(record.file_name, count)
+            bar.update(1)
+            bar.set_postfix(proposals=report.proposals)
+
+        try:
+            for _, record in todo:
+                if record.done:
+                    report.skipped.append(record.file_name)
+                    bar.update(1)
+            if ray is None:
+                cache = EmbeddingCache(store=store)
+                for path, record in pending:
+                    try:
+                        outcome = batch.segment_image(
+                            engine, cache, path, (record.height, record.width), settings, on_step
+                        )
+                    except UserError as exc:
+                        finish(record, None, str(exc))
+                        continue
+                    finish(record, outcome, "")
+            else:
+                _segment_on_ray(
+                    pending, checkpoint, model_type, device, settings, store, ray, finish
+                )
         except KeyboardInterrupt:
             bar.close()
             print(
@@ -199,6 +211,39 @@ def run_auto(
         return report
     finally:
         session.close()
+
+
+def _segment_on_ray(pending, checkpoint, model_type, device, settings, store, options, finish):
+    """Segment `pending` (path, record) pairs on Ray; `finish` each in their order as soon as
+    it and every image before it have landed (results arrive in any order)."""
+    from annotator.cluster import ray_batch
+
+    job = ray_batch.WorkerJob(
+        ray_batch.AUTO,
+        str(Path(checkpoint).expanduser().absolute()),
+        model_type,
+        device,
+        ray_batch.driver_linear_backend(checkpoint, device),
+        store=store.location if store is not None else None,
+        settings=settings,
+    )
+    landed: dict[int, object] = {}
+    next_index = 0
+
+    def on_result(result) -> None:
+        nonlocal next_index
+        landed[result.index] = result
+        while next_index in landed:
+            done = landed.pop(next_index)
+            finish(pending[next_index][1], done.value, done.error)
+            next_index += 1
+
+    ray_batch.run_images(
+        job,
+        ((i, str(path), (record.height, record.width)) for i, (path, record) in enumerate(pending)),
+        options,
+        on_result,
+    )
 
 
 def _open_session(out: Path, paths: list[Path]):
