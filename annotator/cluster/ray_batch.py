@@ -53,6 +53,10 @@ class WorkerJob:
     linear_backend: str | None = None  # the driver's choice of exact CPU kernels
     store: str | None = None  # embed: where to write; auto: read through (None: none)
     settings: object = None  # auto: AutoMaskSettings
+    checkpoint_size: int | None = None  # its size on the driver (None: not there)
+    # [ObjectRef of the driver's checkpoint bytes], for nodes that do not have it; a list so
+    # that Ray does not fetch it for the workers that do.
+    checkpoint_copy: list | None = None
 
 
 @dataclass(frozen=True)
@@ -110,10 +114,9 @@ class ImageWorker:
 
         self.job = job
         fast_encoder.pin_linear_backend(job.linear_backend)
-        if not os.path.exists(os.path.expanduser(job.checkpoint)):
-            raise UserError(f"The checkpoint {job.checkpoint} is not on {socket.gethostname()}.")
+        checkpoint = checkpoint_on_this_node(job, _fetch_object)
         self.engine = load_model(
-            job.checkpoint, job.model_type, job.device, encoder="fast", decoder="torch"
+            checkpoint, job.model_type, job.device, encoder="fast", decoder="torch"
         )
         store = EmbeddingStore(job.store) if job.store else None
         if job.kind == AUTO:
@@ -150,6 +153,84 @@ class ImageWorker:
         return {"result": results}
 
 
+def _has_checkpoint(job: WorkerJob, path: str) -> bool:
+    return os.path.isfile(path) and (
+        job.checkpoint_size is None or os.path.getsize(path) == job.checkpoint_size
+    )
+
+
+def checkpoint_on_this_node(job: WorkerJob, fetch: Callable[[object], bytes]) -> str:
+    """The path of the job's checkpoint here: its own path when this node has the driver's file,
+    else the driver's copy (fetched once per node into the temp folder). UserError if neither."""
+    import tempfile
+    from pathlib import Path
+
+    path = os.path.expanduser(job.checkpoint)
+    if _has_checkpoint(job, path):
+        return path
+    if not job.checkpoint_copy:
+        raise UserError(f"The checkpoint {job.checkpoint} is not on {socket.gethostname()}.")
+    folder = Path(tempfile.gettempdir()) / "annotator-checkpoints"
+    local = folder / f"{job.checkpoint_size}-{Path(path).name}"
+    if not _has_checkpoint(job, str(local)):
+        from annotator.core.atomic import atomic_writer
+
+        folder.mkdir(parents=True, exist_ok=True)
+        with atomic_writer(local, durable=False) as out:  # several actors per node may race
+            out.write(fetch(job.checkpoint_copy[0]))
+    return str(local)
+
+
+def _fetch_object(ref) -> bytes:
+    import ray
+
+    return ray.get(ref)
+
+
+def _share_checkpoint(ray, job: WorkerJob) -> WorkerJob:
+    """The job, with the driver's checkpoint bytes in the object store when some node lacks
+    the file (one line per such node); UserError when no node and not the driver has it."""
+    from dataclasses import replace
+    from pathlib import Path
+
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    path = Path(job.checkpoint)
+    size = path.stat().st_size if path.is_file() else None
+    job = replace(job, checkpoint_size=size)
+
+    @ray.remote(num_cpus=0)
+    def has_it(job):
+        return _has_checkpoint(job, os.path.expanduser(job.checkpoint))
+
+    nodes = [node for node in ray.nodes() if node.get("Alive")]
+    answers = ray.get(
+        [
+            has_it.options(
+                scheduling_strategy=NodeAffinitySchedulingStrategy(node["NodeID"], soft=False)
+            ).remote(job)
+            for node in nodes
+        ]
+    )
+    lacking = [
+        node["NodeManagerAddress"] for node, ok in zip(nodes, answers, strict=True) if not ok
+    ]
+    if not lacking:
+        return job
+    if size is None:
+        if len(lacking) == len(nodes):
+            raise UserError(f"No node of the cluster has the checkpoint {job.checkpoint}.")
+        for address in lacking:
+            note(f"node {address} has no {job.checkpoint}: its workers cannot start.")
+        return job
+    for address in lacking:
+        note(
+            f"node {address} has no {job.checkpoint}: its workers load the driver's copy "
+            f"({size / 1024**2:.0f} MB)."
+        )
+    return replace(job, checkpoint_copy=[ray.put(path.read_bytes())])
+
+
 def run_images(
     job: WorkerJob,
     sources: Iterable[tuple[int, str, tuple[int, int] | None]],
@@ -169,6 +250,8 @@ def run_images(
     _connect(ray, options)
     try:
         actors, cpus, gpus = _actor_shape(ray, options)
+        if options.address is not None:  # a local runtime's workers see this machine's files
+            job = _share_checkpoint(ray, job)
         context = ray.data.DataContext.get_current()
         context.enable_progress_bars = False  # the command draws its own
         context.print_on_execution_start = False
