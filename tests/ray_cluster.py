@@ -148,7 +148,7 @@ class LocalRayCluster:
                 process.send_signal(signal.SIGTERM)  # `ray start --block` stops its processes
         for process, _ in self._nodes:
             try:
-                process.wait(timeout=60)
+                process.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 os.killpg(process.pid, signal.SIGKILL)
         for pid in self.processes() + self.workers():  # anything of ours that outlived its node
