@@ -247,6 +247,8 @@ def run_images(
     ]
     if not rows:
         return
+    if options.address is None and not os.path.isfile(os.path.expanduser(job.checkpoint)):
+        raise UserError(f"Checkpoint {job.checkpoint} does not exist.")  # before a runtime starts
     _connect(ray, options)
     try:
         actors, cpus, gpus = _actor_shape(ray, options)
@@ -255,6 +257,9 @@ def run_images(
         context = ray.data.DataContext.get_current()
         context.enable_progress_bars = False  # the command draws its own
         context.print_on_execution_start = False
+        # Ray Data sets up its loggers on import; its INFO lines and the warning that its bars
+        # are off would interleave with ours.
+        logging.getLogger("ray.data").setLevel(logging.ERROR)
         dataset = ray.data.from_items(rows, override_num_blocks=len(rows))
         dataset = dataset.map_batches(
             ImageWorker,
@@ -277,8 +282,6 @@ def run_images(
 def _connect(ray, options: RayOptions) -> None:
     """ray.init for the options; UserError at once for an address that does not answer (Ray
     itself would wait minutes)."""
-    logging.getLogger("ray").setLevel(logging.WARNING)
-    logging.getLogger("ray.data").setLevel(logging.WARNING)
     address = options.address
     if address is None:
         cpus = max(os.cpu_count() or 1, int((options.actors or 1) * options.actor_cpus + 0.999))
@@ -328,7 +331,14 @@ def _actor_shape(ray, options: RayOptions) -> tuple[int, float, float]:
         raise UserError(
             f"--ray-actor-cpus {cpus:g} is more than any node has ({largest_node:g} CPUs)."
         )
-    return (options.actors or max(1, int(resources.get("CPU", 1) // cpus))), cpus, 0.0
+    total = float(resources.get("CPU", 1))
+    actors = options.actors or max(1, int(total // cpus))
+    if actors * cpus > total:
+        note(
+            f"the cluster has {total:g} CPUs: {int(total // cpus)} of the {actors} actors of "
+            f"{cpus:g} CPUs start now, the others when nodes join."
+        )
+    return actors, cpus, 0.0
 
 
 def _one_line(exc: BaseException) -> str:

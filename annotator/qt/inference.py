@@ -198,9 +198,8 @@ class Encoded:
     key: str
     cache_hit: bool
     seconds: float
-    source: str = (
-        ""  # where the embedding came from: "memory", cache.FROM_CACHE/FROM_STORE/COMPUTED
-    )
+    # Where the embedding came from: FROM_MEMORY, or engines.cache's FROM_CACHE, FROM_STORE, COMPUTED.
+    source: str
 
 
 @dataclass(frozen=True)
@@ -258,10 +257,7 @@ FROM_MEMORY = "memory"  # the embedding was in the worker's memory (beside the c
 def _default_cache():
     """The local cache, reading through the shared store that $ANNOTATOR_EMBEDDING_STORE (else
     the setting) names; a store that cannot be used is logged and left out, never fatal."""
-    try:
-        from annotator.engines.cache import EmbeddingCache
-    except ImportError:  # cache not available: encode every time (still correct)
-        return None
+    from annotator.engines.cache import EmbeddingCache
     from annotator.engines.store import EmbeddingStore, store_from_environment
     from annotator.qt.settings import Settings
 
