@@ -32,7 +32,9 @@ def register(subparsers) -> None:
         f'save the masks as annotations of the category "{CATEGORY_NAME}" in PROJECT.json. The '
         "project is saved after each image; a rerun skips the images already done.",
     )
-    parser.add_argument("folder", help="a folder of images")
+    parser.add_argument(
+        "folder", metavar="SOURCE", help="a folder of images, or an fsspec URL (s3://bucket/dir)"
+    )
     parser.add_argument("--checkpoint", required=True, help="SAM checkpoint (.pth)")
     parser.add_argument("--out", required=True, help="the project .json to write (or continue)")
     add_model_arguments(parser)
@@ -81,7 +83,7 @@ def run_auto_command(args: argparse.Namespace) -> int:
         **{name: getattr(args, name) for name in AutoMaskSettings().generator_kwargs()}
     ).checked()
     report = run_auto(
-        Path(args.folder),
+        args.folder,
         Path(args.checkpoint),
         Path(args.out),
         settings,
@@ -100,7 +102,7 @@ def run_auto_command(args: argparse.Namespace) -> int:
 
 
 def run_auto(
-    folder: Path,
+    folder: Path | str,
     checkpoint: Path,
     out: Path,
     settings=None,
@@ -113,8 +115,8 @@ def run_auto(
     on_image_saved: Callable[[str, int], None] | None = None,
     ray=None,
 ) -> AutoRunReport:
-    """Segment every image of `folder` not yet done in the project `out` (created if missing;
-    images new to an existing project are added).
+    """Segment every image of `folder` (a folder, or an fsspec URL prefix) not yet done in the
+    project `out` (created if missing; images new to an existing project are added).
 
     settings: AutoMaskSettings (None: segment_anything's defaults). engine: a loaded SAM engine,
     else `checkpoint` is loaded. on_step(done, total): each step of the current image (see
@@ -126,12 +128,16 @@ def run_auto(
     here (on_step is then not called); each image's result lands in any order and is added in
     the folder's order, so the project equals the single-process run's, ids included.
     """
-    from annotator.core.images import list_images
+    from annotator.core.images import is_url, list_image_urls, list_images
     from annotator.engines.automatic import AutoMaskSettings
 
     settings = (settings or AutoMaskSettings()).checked()
-    folder, out = Path(folder).absolute(), Path(out).absolute()
-    paths = list_images(folder)
+    out = Path(out).absolute()
+    if is_url(folder):  # an object store: each record's file_name is the URL of its image
+        paths = list_image_urls(str(folder))
+    else:
+        folder = Path(folder).absolute()
+        paths = list_images(folder)
     if not paths:
         raise UserError(f"{folder} holds no images.")
     if out.suffix.lower() != ".json":

@@ -50,6 +50,36 @@ def is_url(location) -> bool:
     return "://" in text and not text.startswith("file://")
 
 
+class ImageURL(str):
+    """An image named by an fsspec URL where the project expects a path: the part of
+    pathlib.Path's interface the project's bookkeeping uses. Pixels are read by `load_image`,
+    which sees the URL. Existence is not looked up (a remote check per image would make opening
+    a project of 100,000 images slow): an image that is gone fails to load, with one sentence."""
+
+    @property
+    def name(self) -> str:
+        return self.rstrip("/").rsplit("/", 1)[-1]
+
+    @property
+    def suffix(self) -> str:
+        return Path(self.name).suffix
+
+    def is_file(self) -> bool:
+        return True
+
+    def exists(self) -> bool:
+        return True
+
+    def is_absolute(self) -> bool:
+        return True
+
+    def resolve(self) -> ImageURL:
+        return self
+
+    def absolute(self) -> ImageURL:
+        return self
+
+
 def _fsspec():
     try:
         import fsspec
@@ -78,7 +108,7 @@ def list_image_urls(url: str) -> list[str]:
         if entry.get("type") == "file"
     ]
     names = sorted((n for n in names if is_image_file(Path(n))), key=_natural_key)
-    return [f"{base}/{name}" for name in names]
+    return [ImageURL(f"{base}/{name}") for name in names]
 
 
 def list_images(folder: Path) -> list[Path]:
@@ -94,7 +124,7 @@ def read_image_size(path: Path) -> tuple[int, int]:
     """(width, height) as displayed (after EXIF rotation), read from the header only."""
     Image = _pil()
     try:
-        with Image.open(path) as im:
+        with Image.open(_read_url(str(path)) if is_url(path) else path) as im:
             width, height = im.size
             orientation = im.getexif().get(0x0112, 1)
     except FileNotFoundError:
