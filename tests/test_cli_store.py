@@ -41,11 +41,16 @@ def test_auto_reads_the_embeddings_embed_put_in_the_store(
     assert main([*argv, "--store", str(store)]) == 0
     assert "0 encoded, 2 already in the store" in capsys.readouterr().out
 
+    monkeypatch.setenv("ANNOTATOR_EMBEDDING_STORE", str(store))
+    assert main(argv) == 0  # into the local cache: copied from the store, not computed
+    printed = capsys.readouterr().out
+    assert "0 encoded, 0 already cached, 0 unreadable" in printed and "2 copied from" in printed
+    monkeypatch.setenv("ANNOTATOR_CACHE_DIR", str(tmp_path / "another-cache"))
+
     engine = load_model(tiny_sam_checkpoint, device="cpu", encoder="fast", decoder="torch")
     encoded = []
     original = engine.encode
     engine.encode = lambda image: encoded.append(image.shape) or original(image)
-    monkeypatch.setenv("ANNOTATOR_EMBEDDING_STORE", str(store))
     settings = AutoMaskSettings(points_per_side=2, pred_iou_thresh=0, stability_score_thresh=0)
     report = run_auto(folder, tiny_sam_checkpoint, tmp_path / "p.json", settings, engine=engine)
     assert len(report.processed) == 2 and report.cache_hits == 2

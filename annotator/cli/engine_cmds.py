@@ -309,11 +309,13 @@ def _embed_into_cache(args, images: list) -> int:
     from tqdm import tqdm
 
     from annotator.core.images import load_image
-    from annotator.engines.cache import EmbeddingCache
+    from annotator.engines.cache import FROM_STORE, EmbeddingCache
+    from annotator.engines.store import store_from_environment
 
     engine = _load_engine(args)
-    cache = EmbeddingCache(max_bytes=int(args.cache_gb * 1024**3))
-    encoded = cached = 0
+    store = store_from_environment()  # read through: copied, not computed, when it has them
+    cache = EmbeddingCache(max_bytes=int(args.cache_gb * 1024**3), store=store)
+    encoded = cached = copied = 0
     unreadable: list[str] = []
     warned = False
     with tqdm(images, desc="embedding", unit="image", file=sys.stderr) as bar:
@@ -327,14 +329,17 @@ def _embed_into_cache(args, images: list) -> int:
             if cache.contains(image, engine.fingerprint):
                 cached += 1
             else:
-                entry = cache.put(image, engine.encode(image))
-                encoded += 1
-                if entry is not None and not warned:
+                _, source = cache.encode_with_source(engine, image)
+                copied += source == FROM_STORE
+                encoded += source != FROM_STORE
+                entry = cache.path_for(cache.key(image, engine.fingerprint))
+                if entry.exists() and not warned:
                     warned = _warn_if_too_small(cache, entry, len(images), bar)
             bar.set_postfix(encoded=encoded, cached=cached)
+    from_store = f", {copied} copied from the store {store.location}" if store else ""
     print(
         f"{encoded} encoded, {cached} already cached, {len(unreadable)} unreadable "
-        f"({engine.name}); cache: {cache.root}"
+        f"({engine.name}); cache: {cache.root}{from_store}"
     )
     return 1 if unreadable else 0
 
