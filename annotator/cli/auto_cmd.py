@@ -4,6 +4,10 @@ Every image of FOLDER gets segment_anything's automatic masks as annotations of 
 "object"; the project is saved (atomically) after each image, which is then marked done, so Ctrl+C
 leaves a valid project and a rerun continues with the images not done yet. Embeddings go through
 the embedding cache, so a rerun with other thresholds does not encode the images again.
+
+With `--ray` the images are segmented on Ray worker actors (annotator.cluster.ray_batch) by the
+same per-image function (`engines.batch.segment_image`); this process keeps the project and adds
+each image's proposals in the folder's order, so the project equals the single-process run's.
 """
 
 from __future__ import annotations

@@ -4,6 +4,8 @@ annotator segment IMAGE --checkpoint CKPT --point 120,80 [--negative X,Y] [--box
                   [--multimask] [--no-cache] --out MASK.png
 annotator info CKPT                      # the architecture found in a checkpoint
 annotator embed FOLDER --checkpoint CKPT # fill the embedding cache for a folder (resumable)
+annotator embed SOURCE --checkpoint CKPT --store URL [--ray [--ray-address A] [--ray-actors N]]
+                                         # fill a shared embedding store, here or on Ray workers
 
 Coordinates are pixels of the image as displayed (EXIF rotation applied), X to the right, Y down.
 Every bad input becomes a UserError: one line on stderr, exit status 2.

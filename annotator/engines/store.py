@@ -61,9 +61,6 @@ class EmbeddingStore:
     def __repr__(self) -> str:
         return f"EmbeddingStore({self.location!r})"
 
-    def __reduce__(self):  # travels to Ray workers as its location
-        return (EmbeddingStore, (self.location,))
-
     def entry_name(self, key: str) -> str:
         return f"{self._root}/{key}{ENTRY_SUFFIX}"
 
