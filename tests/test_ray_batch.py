@@ -52,3 +52,23 @@ def test_the_sentence_of_a_user_error_inside_a_ray_error():
 
     assert _one_line(RayTaskError("ray.exceptions...\n  long traceback")) == str(inner)
     assert _one_line(RuntimeError("first line\nthe last line")) == "the last line."
+
+
+def test_workers_run_the_kernels_the_driver_would_choose(tiny_sam_checkpoint):
+    pytest.importorskip("torch")
+    from annotator.cluster.ray_batch import driver_linear_backend
+    from annotator.engines import fast_encoder
+    from annotator.engines.families import load_model
+
+    choice = driver_linear_backend(tiny_sam_checkpoint, "cpu")  # from the shapes alone
+    local = load_model(tiny_sam_checkpoint, device="cpu", encoder="fast", decoder="torch")
+    assert local.linear_backend == choice  # what the single-process run picks here
+    if not fast_encoder.mkldnn_linear_available("cpu"):
+        pytest.skip("only torch's Linear here: nothing else to pin")
+    other = "torch" if choice == "mkldnn" else "mkldnn"
+    fast_encoder.pin_linear_backend(other)
+    try:
+        pinned = load_model(tiny_sam_checkpoint, device="cpu", encoder="fast", decoder="torch")
+        assert pinned.linear_backend == other
+    finally:
+        fast_encoder.pin_linear_backend(None)
