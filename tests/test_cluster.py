@@ -1,7 +1,8 @@
 """`annotator embed --ray` and `annotator auto --ray` on a real two-node Ray cluster (127.0.0.1,
 started once per session, stopped at the end) equal the single-process runs: the same store
-entries, the same project (proposals, order, ids, masks) even after a Ctrl+C and a rerun. A worker killed mid-run has its images
-retried; bad input is one sentence. Skipped when ray is not installed."""
+entries, the same project (proposals, order, ids, masks), even after a Ctrl+C and a rerun. A
+worker killed mid-run has its images retried; bad input is one sentence. Skipped when ray is not
+installed."""
 
 from __future__ import annotations
 
