@@ -53,3 +53,13 @@ def test_version_command_is_fast_and_light():
     )
     assert result.returncode == 0
     assert annotator.__version__ in result.stdout
+
+
+def test_the_commands_and_the_store_never_import_ray():
+    result = _run(
+        "import sys, annotator.cli, annotator.cluster.ray_batch, annotator.engines.store\n"
+        "annotator.cli._command_parser()\n"
+        "print(' '.join(m for m in ('ray', 'fsspec', 'torch') if m in sys.modules))"
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == ""

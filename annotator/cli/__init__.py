@@ -75,6 +75,47 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
 
 
+def add_ray_arguments(parser: argparse.ArgumentParser) -> None:
+    """--ray and its options, the same for every batch command (annotator.cluster)."""
+    group = parser.add_argument_group("Ray cluster (pip install 'annotator[cluster]')")
+    group.add_argument("--ray", action="store_true", help="run the images on Ray worker actors")
+    group.add_argument(
+        "--ray-address",
+        metavar="ADDRESS",
+        help="an existing cluster: ray://HOST:10001, HOST:PORT or auto (default: a local Ray "
+        "runtime on this machine)",
+    )
+    group.add_argument(
+        "--ray-actors",
+        type=int,
+        metavar="N",
+        help="worker actors, each loading the model once (default: one per GPU, else one per "
+        "--ray-actor-cpus cores)",
+    )
+    group.add_argument(
+        "--ray-actor-cpus",
+        type=float,
+        default=1.0,
+        metavar="N",
+        help="CPU cores each actor takes (default 1)",
+    )
+
+
+def ray_options(args):
+    """The RayOptions of parsed --ray-* arguments (checked), or None without --ray."""
+    if not args.ray:
+        if args.ray_address or args.ray_actors is not None:
+            raise UserError("--ray-address and --ray-actors need --ray.")
+        return None
+    if args.ray_actors is not None and args.ray_actors < 1:
+        raise UserError("--ray-actors must be at least 1.")
+    if not args.ray_actor_cpus > 0:
+        raise UserError("--ray-actor-cpus must be a positive number.")
+    from annotator.cluster.ray_batch import RayOptions
+
+    return RayOptions(args.ray_address or None, args.ray_actors, float(args.ray_actor_cpus))
+
+
 def _command_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="annotator", description="Headless Annotator commands.")
     parser.add_argument("--version", action="version", version=f"annotator {__version__}")

@@ -6,6 +6,10 @@ SAM2AutomaticMaskGenerator for SAM 2 / 2.1, segment_anything_hq's for SAM-HQ; se
 `annotator.engines.automatic`) as annotations of the category "object"; the project is saved
 (atomically) after each image, which is then marked done, so Ctrl+C leaves a valid project and a rerun continues with the images not done yet. Embeddings go through
 the embedding cache, so a rerun with other thresholds does not encode the images again.
+
+With `--ray` the images are segmented on Ray worker actors (annotator.cluster.ray_batch) by the
+same per-image function (`engines.batch.segment_image`); this process keeps the project and adds
+each image's proposals in the folder's order, so the project equals the single-process run's.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from annotator.cli import add_model_arguments
+from annotator.cli import add_model_arguments, add_ray_arguments, ray_options
 from annotator.errors import UserError
 
 CATEGORY_NAME = "object"
@@ -35,12 +39,15 @@ def register(subparsers) -> None:
         f'save the masks as annotations of the category "{CATEGORY_NAME}" in PROJECT.json. The '
         "project is saved after each image; a rerun skips the images already done.",
     )
-    parser.add_argument("folder", help="a folder of images")
+    parser.add_argument(
+        "folder", metavar="SOURCE", help="a folder of images, or an fsspec URL (s3://bucket/dir)"
+    )
     parser.add_argument(
         "--checkpoint", required=True, help="checkpoint of any SAM family (.pth, .pt)"
     )
     parser.add_argument("--out", required=True, help="the project .json to write (or continue)")
     add_model_arguments(parser)
+    add_ray_arguments(parser)
     settings = parser.add_argument_group("automatic mask generation (segment_anything's names)")
     for name, kind, text in (
         ("points_per_side", int, "grid points along each side (points_per_side**2 prompts)"),
@@ -85,13 +92,14 @@ def run_auto_command(args: argparse.Namespace) -> int:
         **{name: getattr(args, name) for name in AutoMaskSettings().generator_kwargs()}
     ).checked()
     report = run_auto(
-        Path(args.folder),
+        args.folder,
         Path(args.checkpoint),
         Path(args.out),
         settings,
         model_type=args.model_type,
         device=args.device,
         show_progress=True,
+        ray=ray_options(args),
     )
     for line in report.unreadable:
         print(f"note: {line}", file=sys.stderr)
@@ -103,7 +111,7 @@ def run_auto_command(args: argparse.Namespace) -> int:
 
 
 def run_auto(
-    folder: Path,
+    folder: Path | str,
     checkpoint: Path,
     out: Path,
     settings=None,
@@ -114,22 +122,31 @@ def run_auto(
     show_progress: bool = False,
     on_step: Callable[[int, int], None] | None = None,
     on_image_saved: Callable[[str, int], None] | None = None,
+    ray=None,
 ) -> AutoRunReport:
-    """Segment every image of `folder` not yet done in the project `out` (created if missing;
-    images new to an existing project are added).
+    """Segment every image of `folder` (a folder, or an fsspec URL prefix) not yet done in the
+    project `out` (created if missing; images new to an existing project are added).
 
     settings: AutoMaskSettings (None: segment_anything's defaults). engine: a loaded engine,
     else `checkpoint` is loaded. on_step(done, total): each step of the current image (see
     `generate_proposals`); on_image_saved(file_name, proposals): after each image's save.
     An exception from either callback (e.g. KeyboardInterrupt) stops the run; the project file
     then holds every image finished before. Raises UserError for bad input.
+
+    ray: `annotator.cluster.ray_batch.RayOptions` to segment on Ray worker actors instead of
+    here (on_step is then not called); each image's result lands in any order and is added in
+    the folder's order, so the project equals the single-process run's, ids included.
     """
-    from annotator.core.images import list_images
+    from annotator.core.images import is_url, list_image_urls, list_images
     from annotator.engines.automatic import AutoMaskSettings
 
     settings = (settings or AutoMaskSettings()).checked()
-    folder, out = Path(folder).absolute(), Path(out).absolute()
-    paths = list_images(folder)
+    out = Path(out).absolute()
+    if is_url(folder):  # an object store: each record's file_name is the URL of its image
+        paths = list_image_urls(str(folder))
+    else:
+        folder = Path(folder).absolute()
+        paths = list_images(folder)
     if not paths:
         raise UserError(f"{folder} holds no images.")
     if out.suffix.lower() != ".json":
@@ -137,63 +154,65 @@ def run_auto(
     existed = out.exists()
     session, report = _open_session(out, paths)
     try:
-        from annotator.core.images import load_image
-        from annotator.engines.automatic import (
-            automatic_unavailable,
-            generate_proposals,
-            supports_automatic,
-        )
-        from annotator.engines.cache import EmbeddingCache
+        from annotator.engines import batch
+        from annotator.engines.automatic import automatic_unavailable, supports_automatic
+        from annotator.engines.cache import COMPUTED, EmbeddingCache
+        from annotator.engines.store import store_from_environment
 
         project, out = session.project, session.project.path
         categories_before = len(project.categories)
         category_id = _object_category(session)
         records = _records_by_path(project)
         todo = [(path, records[path.resolve()]) for path in paths if path.resolve() in records]
+        pending = [(path, record) for path, record in todo if not record.done]
+        store = store_from_environment()
 
-        if engine is None and not all(record.done for _, record in todo):
+        if ray is None and engine is None and pending:
             from annotator.engines.families import load_model
 
             engine = load_model(checkpoint, model_type, device, encoder="fast", decoder="torch")
         if engine is not None and not supports_automatic(engine):
             raise UserError(automatic_unavailable(engine.name))
-        cache = EmbeddingCache()
         if not existed or report.added or len(project.categories) != categories_before:
             session.save()  # the file exists, valid, from the start
 
         bar = _progress_bar(len(todo), show_progress)
-        try:
-            for path, record in todo:
-                if record.done:
-                    report.skipped.append(record.file_name)
-                    bar.update(1)
-                    continue
-                try:
-                    image = load_image(path)
-                except UserError as exc:
-                    report.unreadable.append(str(exc))
-                    bar.update(1)
-                    continue
-                if image.shape[:2] != (record.height, record.width):
-                    report.unreadable.append(
-                        f"{record.file_name} is {image.shape[1]}x{image.shape[0]} pixels but the "
-                        f"project says {record.width}x{record.height}; it was left out."
-                    )
-                    bar.update(1)
-                    continue
-                embedding, hit = cache.encode_cached(engine, image)
-                report.cache_hits += int(hit)
-                proposals = generate_proposals(
-                    engine, image, settings, embedding=embedding, progress=on_step
-                )
-                count = _add_proposals(session, record, category_id, proposals)
+
+        def finish(record, outcome, error: str) -> None:
+            """Add one image's proposals (or note why it could not be used) and save."""
+            if error:
+                report.unreadable.append(error)
+            else:
+                count = _add_proposals(session, record, category_id, outcome.proposals)
                 session.save()
                 report.processed.append(record.file_name)
                 report.proposals += count
-                bar.update(1)
-                bar.set_postfix(proposals=report.proposals)
+                report.cache_hits += int(outcome.embedding_source != COMPUTED)
                 if on_image_saved is not None:
                     on_image_saved(record.file_name, count)
+            bar.update(1)
+            bar.set_postfix(proposals=report.proposals)
+
+        try:
+            for _, record in todo:
+                if record.done:
+                    report.skipped.append(record.file_name)
+                    bar.update(1)
+            if ray is None:
+                cache = EmbeddingCache(store=store)
+                for path, record in pending:
+                    try:
+                        outcome = batch.segment_image(
+                            engine, cache, path, (record.height, record.width), settings, on_step
+                        )
+                    except UserError as exc:
+                        finish(record, None, str(exc))
+                        continue
+                    finish(record, outcome, "")
+            else:
+                _segment_on_ray(
+                    pending, checkpoint, model_type, device, settings, store, ray, finish
+                )
         except KeyboardInterrupt:
             bar.close()
             print(
@@ -206,6 +225,39 @@ def run_auto(
         return report
     finally:
         session.close()
+
+
+def _segment_on_ray(pending, checkpoint, model_type, device, settings, store, options, finish):
+    """Segment `pending` (path, record) pairs on Ray; `finish` each in their order as soon as
+    it and every image before it have landed (results arrive in any order)."""
+    from annotator.cluster import ray_batch
+
+    job = ray_batch.WorkerJob(
+        ray_batch.AUTO,
+        str(Path(checkpoint).expanduser().absolute()),
+        model_type,
+        device,
+        ray_batch.driver_linear_backend(checkpoint, device),
+        store=store.location if store is not None else None,
+        settings=settings,
+    )
+    landed: dict[int, object] = {}
+    next_index = 0
+
+    def on_result(result) -> None:
+        nonlocal next_index
+        landed[result.index] = result
+        while next_index in landed:
+            done = landed.pop(next_index)
+            finish(pending[next_index][1], done.value, done.error)
+            next_index += 1
+
+    ray_batch.run_images(
+        job,
+        ((i, str(path), (record.height, record.width)) for i, (path, record) in enumerate(pending)),
+        options,
+        on_result,
+    )
 
 
 def _open_session(out: Path, paths: list[Path]):

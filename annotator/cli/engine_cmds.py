@@ -4,6 +4,8 @@ annotator segment IMAGE --checkpoint CKPT --point 120,80 [--negative X,Y] [--box
                   [--multimask] [--no-cache] --out MASK.png
 annotator info CKPT                      # the architecture found in a checkpoint
 annotator embed FOLDER --checkpoint CKPT # fill the embedding cache for a folder (resumable)
+annotator embed SOURCE --checkpoint CKPT --store URL [--ray [--ray-address A] [--ray-actors N]]
+                                         # fill a shared embedding store, here or on Ray workers
 
 Coordinates are pixels of the image as displayed (EXIF rotation applied), X to the right, Y down.
 Every bad input becomes a UserError: one line on stderr, exit status 2.
@@ -16,7 +18,7 @@ import os
 import sys
 from pathlib import Path
 
-from annotator.cli import add_model_arguments
+from annotator.cli import add_model_arguments, add_ray_arguments, ray_options
 from annotator.errors import UserError
 
 
@@ -53,15 +55,26 @@ def register(subparsers) -> None:
 
     embed = subparsers.add_parser(
         "embed",
-        help="compute the SAM embeddings of every image in a folder into the cache",
-        description="Fill the embedding cache for every image in FOLDER, with a progress bar. "
-        "Images already cached are skipped, so an interrupted run picks up where it stopped.",
+        help="compute the SAM embeddings of every image in a folder into the cache or a store",
+        description="Fill the embedding cache (or, with --store, a shared embedding store) for "
+        "every image in SOURCE, with a progress bar. Images already there are skipped, so an "
+        "interrupted run picks up where it stopped. With --ray the images are embedded on Ray "
+        "worker actors, which read SOURCE and write --store where they run.",
     )
-    embed.add_argument("folder", type=Path, metavar="FOLDER")
+    embed.add_argument(
+        "folder", metavar="SOURCE", help="a folder of images, or an fsspec URL (s3://bucket/dir)"
+    )
     _add_model_arguments(embed, required=True)
     embed.add_argument(
         "--cache-gb", type=float, default=2.0, help="size bound of the cache in GB (default 2)"
     )
+    embed.add_argument(
+        "--store",
+        metavar="URL",
+        help="write the embeddings to this shared store (a folder or an fsspec URL) instead of "
+        "the local cache; windows read it through ANNOTATOR_EMBEDDING_STORE",
+    )
+    add_ray_arguments(embed)
     embed.set_defaults(func=_embed)
 
 
@@ -187,8 +200,9 @@ def _segment(args) -> int:
         embedding = engine.encode(image)
     else:
         from annotator.engines.cache import EmbeddingCache
+        from annotator.engines.store import store_from_environment
 
-        embedding, _ = EmbeddingCache().encode_cached(engine, image)
+        embedding, _ = EmbeddingCache(store=store_from_environment()).encode_cached(engine, image)
     prediction = engine.decode(embedding, prompts)
     best = prediction.best_index()
     mask = prediction.mask(best)  # only the best one is upsampled
@@ -205,22 +219,105 @@ def _info(args) -> int:
     return 0
 
 
+def image_sources(source: str) -> list:
+    """The images of SOURCE: a folder's paths, or a URL prefix's URLs; UserError if none."""
+    from annotator.core.images import is_url, list_image_urls, list_images
+
+    images = list_image_urls(source) if is_url(source) else list_images(Path(source))
+    if not images:
+        raise UserError(f"{source} holds no images.")
+    return images
+
+
+def report_failures(failures: list[str]) -> None:
+    """One line per distinct reason (a store that cannot be written fails every image alike)."""
+    counts: dict[str, int] = {}
+    for message in failures:
+        counts[message] = counts.get(message, 0) + 1
+    for message, count in counts.items():
+        suffix = f" ({count} images)" if count > 1 else ""
+        print(f"annotator: failed: {message}{suffix}", file=sys.stderr)
+
+
 def _embed(args) -> int:
-    from tqdm import tqdm
-
-    from annotator.core.images import list_images, load_image
-    from annotator.engines.cache import EmbeddingCache
-
     if args.checkpoint is None:
         raise UserError("embed needs --checkpoint.")
     if not args.cache_gb > 0:
         raise UserError("--cache-gb must be a positive number.")
-    images = list_images(args.folder)
-    if not images:
-        raise UserError(f"{args.folder} holds no images.")
+    options = ray_options(args)
+    if options is not None and not args.store:
+        raise UserError("embed --ray needs --store URL: the workers' own caches would help no one.")
+    images = image_sources(args.folder)
+    if args.store:
+        return _embed_into_store(args, images, options)
+    return _embed_into_cache(args, images)
+
+
+def _embed_into_store(args, images: list, options) -> int:
+    from tqdm import tqdm
+
+    from annotator.core.images import is_url
+    from annotator.engines import batch
+    from annotator.engines.store import EmbeddingStore
+
+    store = EmbeddingStore(args.store)
+    if options is None or is_url(args.store) or Path(args.store).expanduser().exists():
+        store.check_writable()  # else only the workers see the folder: they report it
+    counts = {batch.ENCODED: 0, batch.ALREADY_STORED: 0}
+    failures: list[str] = []
+    with tqdm(total=len(images), desc="embedding", unit="image", file=sys.stderr) as bar:
+
+        def landed(status: str | None, error: str) -> None:
+            if error:
+                failures.append(error)
+            else:
+                counts[status] += 1
+            bar.update(1)
+            bar.set_postfix(encoded=counts[batch.ENCODED], stored=counts[batch.ALREADY_STORED])
+
+        if options is None:
+            engine = _load_engine(args)
+            for source in images:
+                try:
+                    landed(batch.embed_into_store(engine, source, store), "")
+                except UserError as exc:
+                    landed(None, str(exc))
+        else:
+            from annotator.cluster import ray_batch
+
+            job = ray_batch.WorkerJob(
+                ray_batch.EMBED,
+                str(Path(args.checkpoint).expanduser().absolute()),
+                args.model_type,
+                args.device,
+                ray_batch.driver_linear_backend(args.checkpoint, args.device),
+                store=store.location,
+            )
+            ray_batch.run_images(
+                job,
+                ((i, str(source), None) for i, source in enumerate(images)),
+                options,
+                lambda result: landed(result.value, result.error),
+            )
+    report_failures(failures)
+    print(
+        f"{counts[batch.ENCODED]} encoded, {counts[batch.ALREADY_STORED]} already in the store, "
+        f"{len(failures)} failed; store: {store.location}"
+    )
+    return 1 if failures else 0
+
+
+def _embed_into_cache(args, images: list) -> int:
+    from tqdm import tqdm
+
+    from annotator.core.images import load_image
+    from annotator.engines.cache import FROM_STORE, EmbeddingCache
+    from annotator.engines.store import store_from_environment
+
     engine = _load_engine(args)
-    cache = EmbeddingCache(max_bytes=int(args.cache_gb * 1024**3))
-    encoded = cached = 0
+    store = store_from_environment()  # read through: copied, not computed, when it has them
+    cache = EmbeddingCache(max_bytes=int(args.cache_gb * 1024**3), store=store)
+    encoded = cached = copied = 0
     unreadable: list[str] = []
     warned = False
     with tqdm(images, desc="embedding", unit="image", file=sys.stderr) as bar:
@@ -228,20 +325,23 @@ def _embed(args) -> int:
             try:
                 image = load_image(path)
             except UserError as exc:
-                unreadable.append(path.name)
+                unreadable.append(str(path))
                 bar.write(f"annotator: skipped: {exc}", file=sys.stderr)
                 continue
             if cache.contains(image, engine.fingerprint):
                 cached += 1
             else:
-                entry = cache.put(image, engine.encode(image))
-                encoded += 1
-                if entry is not None and not warned:
+                _, source = cache.encode_with_source(engine, image)
+                copied += source == FROM_STORE
+                encoded += source != FROM_STORE
+                entry = cache.path_for(cache.key(image, engine.fingerprint))
+                if entry.exists() and not warned:
                     warned = _warn_if_too_small(cache, entry, len(images), bar)
             bar.set_postfix(encoded=encoded, cached=cached)
+    from_store = f", {copied} copied from the store {store.location}" if store else ""
     print(
         f"{encoded} encoded, {cached} already cached, {len(unreadable)} unreadable "
-        f"({engine.name}); cache: {cache.root}"
+        f"({engine.name}); cache: {cache.root}{from_store}"
     )
     return 1 if unreadable else 0
 

@@ -153,13 +153,18 @@ def open_folder(folder: Path, project_name: str = "annotations.json") -> tuple[P
 def add_new_images(project: Project, paths: list[Path]) -> tuple[list[ImageRecord], list[str]]:
     """Add the images of `paths` that the project does not list yet (without notifying: call
     before showing the project). Returns the new records and one sentence per unreadable image."""
-    from annotator.core.images import read_image_size
+    from annotator.core.images import is_url, read_image_size
 
     known = {os.path.normcase(project.image_path(r).resolve()) for r in project.images}
     added: list[ImageRecord] = []
     warnings: list[str] = []
     for image_path in paths:
-        if os.path.normcase(Path(image_path).resolve()) in known:
+        if (
+            os.path.normcase(
+                normalise_path(image_path) if is_url(image_path) else Path(image_path).resolve()
+            )
+            in known
+        ):
             continue
         try:
             width, height = read_image_size(image_path)

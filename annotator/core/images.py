@@ -4,6 +4,9 @@
 Grayscale is replicated to three channels; 16-bit and float images are stretched from their own
 min..max to 0..255 (deterministic, so the cache key of the pixels is stable); transparency is
 composited over white, as image viewers show it; palette and CMYK images are converted to RGB.
+
+An image may also be named by an fsspec URL (`s3://bucket/a.jpg`; fsspec comes with the
+`annotator[cluster]` extra): it is read through fsspec, then decoded as a file would be.
 """
 
 from __future__ import annotations
@@ -41,6 +44,73 @@ def _natural_key(name: str):
     return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", name)]
 
 
+def is_url(location) -> bool:
+    """Whether `location` is an fsspec URL (scheme://...) rather than a local path."""
+    text = str(location)
+    return "://" in text and not text.startswith("file://")
+
+
+class ImageURL(str):
+    """An image named by an fsspec URL where the project expects a path: the part of
+    pathlib.Path's interface the project's bookkeeping uses. Pixels are read by `load_image`,
+    which sees the URL. Existence is not looked up (a remote check per image would make opening
+    a project of 100,000 images slow): an image that is gone fails to load, with one sentence."""
+
+    @property
+    def name(self) -> str:
+        return self.rstrip("/").rsplit("/", 1)[-1]
+
+    @property
+    def suffix(self) -> str:
+        return Path(self.name).suffix
+
+    def is_file(self) -> bool:
+        return True
+
+    def exists(self) -> bool:
+        return True
+
+    def is_absolute(self) -> bool:
+        return True
+
+    def resolve(self) -> ImageURL:
+        return self
+
+    def absolute(self) -> ImageURL:
+        return self
+
+
+def _fsspec():
+    try:
+        import fsspec
+    except ImportError:
+        raise UserError(
+            "Reading images from a URL needs fsspec: pip install 'annotator[cluster]'."
+        ) from None
+    return fsspec
+
+
+def list_image_urls(url: str) -> list[str]:
+    """Image files directly under the URL `url` (a bucket prefix), as URLs (`url` joined with
+    each key), in natural order."""
+    fsspec = _fsspec()
+    base = str(url).rstrip("/")
+    try:
+        fs, root = fsspec.core.url_to_fs(base)
+        entries = fs.ls(root, detail=True)
+    except FileNotFoundError:
+        raise UserError(f"{url} does not exist.") from None
+    except Exception as exc:
+        raise UserError(f"Cannot list {url}: {_reason(exc)}.") from None
+    names = [
+        str(entry["name"]).rstrip("/").rsplit("/", 1)[-1]
+        for entry in entries
+        if entry.get("type") == "file"
+    ]
+    names = sorted((n for n in names if is_image_file(Path(n))), key=_natural_key)
+    return [ImageURL(f"{base}/{name}") for name in names]
+
+
 def list_images(folder: Path) -> list[Path]:
     """Image files directly inside `folder`, in natural order (img2 before img10)."""
     folder = Path(folder)
@@ -54,7 +124,7 @@ def read_image_size(path: Path) -> tuple[int, int]:
     """(width, height) as displayed (after EXIF rotation), read from the header only."""
     Image = _pil()
     try:
-        with Image.open(path) as im:
+        with Image.open(_read_url(str(path)) if is_url(path) else path) as im:
             width, height = im.size
             orientation = im.getexif().get(0x0112, 1)
     except FileNotFoundError:
@@ -72,13 +142,23 @@ def read_image_size(path: Path) -> tuple[int, int]:
     return int(width), int(height)
 
 
-def load_image(path: Path) -> np.ndarray:
-    """The image at `path` as HxWx3 uint8 RGB, EXIF orientation applied."""
+def _read_url(url: str):
+    """The bytes at `url` as a seekable stream (PIL needs one; object stores stream)."""
+    import io
+
+    fsspec = _fsspec()
+    with fsspec.open(url, "rb") as remote:
+        return io.BytesIO(remote.read())
+
+
+def load_image(path: Path | str) -> np.ndarray:
+    """The image at `path` (a path or an fsspec URL) as HxWx3 uint8 RGB, EXIF orientation applied."""
     Image = _pil()
     from PIL import ImageOps
 
     try:
-        with Image.open(path) as im:
+        source = _read_url(str(path)) if is_url(path) else path
+        with Image.open(source) as im:
             im.load()
             im = ImageOps.exif_transpose(im)
             return to_rgb8(im)

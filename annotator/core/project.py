@@ -106,7 +106,12 @@ class ImageRecord:
 
 def normalise_path(path: str | os.PathLike) -> str:
     """Absolute, with "." and ".." folded and separators unified (symbolic links are kept: the
-    person's folder layout is theirs). `/b/../a/img.png` becomes `/a/img.png`."""
+    person's folder layout is theirs). `/b/../a/img.png` becomes `/a/img.png`. An fsspec URL
+    (`s3://bucket/a.png`) is kept as it is."""
+    from annotator.core.images import is_url
+
+    if is_url(path):
+        return str(path)
     return os.path.normpath(os.path.abspath(os.fspath(path)))
 
 
@@ -238,12 +243,20 @@ class Project:
         return base / self.image_root if self.image_root else base
 
     def image_path(self, image: ImageRecord) -> Path:
-        """Where the image file is: the record's absolute, normalised path."""
-        return Path(image.path) if image.path else Path(self.resolve_file_name(image.file_name))
+        """Where the image file is: the record's absolute, normalised path (an `ImageURL` for an
+        image named by a URL, such as `annotator auto s3://bucket/prefix` writes)."""
+        from annotator.core.images import ImageURL, is_url
+
+        location = image.path or self.resolve_file_name(image.file_name)
+        return ImageURL(location) if is_url(location) else Path(location)
 
     def resolve_file_name(self, file_name: str, folder: Path | None = None) -> str:
         """The normalised absolute path that `file_name` names from `folder` (default: the image
         folder). Windows separators written by other tools are understood everywhere."""
+        from annotator.core.images import is_url
+
+        if is_url(file_name):
+            return file_name
         name = file_name if os.sep == "\\" else file_name.replace("\\", "/")
         return normalise_path(Path(folder or self.image_folder()) / name)
 
@@ -467,7 +480,12 @@ class Project:
 
 
 def _relative_name(path: Path, base: Path) -> str:
-    """`path` relative to `base` in POSIX form, or absolute when it is on another drive."""
+    """`path` relative to `base` in POSIX form, or absolute when it is on another drive; a URL
+    as it is."""
+    from annotator.core.images import is_url
+
+    if is_url(path):
+        return str(path)
     path = Path(path).absolute()
     try:
         return Path(os.path.relpath(path, base)).as_posix()

@@ -8,11 +8,17 @@ modification time, refreshed on every hit) until the total is under `max_bytes`.
 Several processes (the app, `annotator embed`) may share the folder: entries are written under a
 temporary name and renamed into place, so a reader sees a whole file or none; a file that cannot be
 read or does not describe the image asked for is deleted and reported as a miss, never raised.
+
+With a shared `EmbeddingStore` (`store.py`: a folder or fsspec URL that `annotator embed --store`
+fills), a local miss looks there before computing: a valid entry is copied into this folder (so
+the LRU bound and later hits work as for any entry); a corrupt or foreign one is ignored, never
+trusted. The store is read-only unless `contribute` is set, then computed embeddings go there too.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import logging
 import os
 import time
@@ -33,6 +39,9 @@ ENTRY_SUFFIX = ".npz"
 _TMP_SUFFIX = ".tmp"
 _STALE_TMP_SECONDS = 3600  # a temp file this old was left by a crashed writer
 
+# Where `encode_with_source` found an embedding.
+COMPUTED, FROM_CACHE, FROM_STORE = "computed", "cache", "store"
+
 
 def image_key(image: np.ndarray, fingerprint: str) -> str:
     """Hex blake2b of the pixels, their shape and dtype, the model fingerprint and the version."""
@@ -45,13 +54,24 @@ def image_key(image: np.ndarray, fingerprint: str) -> str:
 class EmbeddingCache:
     """A folder of embeddings, bounded to `max_bytes` with least-recently-used eviction."""
 
-    def __init__(self, root: Path | None = None, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
+    def __init__(
+        self,
+        root: Path | None = None,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+        *,
+        store=None,
+        contribute: bool = False,
+    ) -> None:
+        """store: an `EmbeddingStore` read through on a local miss (None: none). contribute:
+        also write computed embeddings to the store."""
         if root is None:
             from annotator import paths
 
             root = paths.cache_dir() / "embeddings"
         self.root = Path(root)
         self.max_bytes = int(max_bytes)
+        self.store = store
+        self.contribute = bool(contribute) and store is not None
 
     def key(self, image: np.ndarray, fingerprint: str) -> str:
         return image_key(image, fingerprint)
@@ -150,35 +170,72 @@ class EmbeddingCache:
     # -- the one call engines' users need ---------------------------------------------------
 
     def encode_cached(self, engine, image: np.ndarray) -> tuple[Embedding, bool]:
-        """(embedding of `image` by `engine`, True if it came from the cache).
+        """(embedding of `image` by `engine`, True if it came from the cache or the store).
 
         Engines whose `cacheable` attribute is False (the classic engine) are not cached.
         """
+        embedding, source = self.encode_with_source(engine, image)
+        return embedding, source != COMPUTED
+
+    def encode_with_source(self, engine, image: np.ndarray) -> tuple[Embedding, str]:
+        """(embedding of `image` by `engine`, where it came from: FROM_CACHE, FROM_STORE or
+        COMPUTED). A store hit is copied into this cache; with `contribute`, a computed
+        embedding is also written to the store."""
         if not getattr(engine, "cacheable", True):
-            return engine.encode(image), False
-        cached = self.get(image, engine.fingerprint)
+            return engine.encode(image), COMPUTED
+        key = self.key(image, engine.fingerprint)
+        cached = self.get_by_key(key, engine.fingerprint, image.shape[:2])
         if cached is not None:
-            return cached, True
+            return cached, FROM_CACHE
+        if self.store is not None:
+            stored = self.store.get_by_key(key, engine.fingerprint, image.shape[:2])
+            if stored is not None:
+                self.put(image, stored)
+                return stored, FROM_STORE
         embedding = engine.encode(image)
         self.put(image, embedding)
-        return embedding, False
+        if self.contribute:
+            from annotator.errors import UserError
+
+            try:
+                self.store.put(key, embedding)
+            except UserError as exc:  # the store is an optimisation here, as the cache is
+                logger.warning("%s", exc)
+        return embedding, COMPUTED
 
 
 def _write_entry(path: Path, embedding: Embedding) -> None:
     # Not durable (no fsync): after a power cut a torn entry is detected on read and recomputed.
     with atomic_writer(path, durable=False) as out:
-        np.savez(
-            out,
-            features=np.ascontiguousarray(embedding.features),
-            original_size=np.asarray(embedding.original_size, np.int64),
-            input_size=np.asarray(embedding.input_size, np.int64),
-            fingerprint=np.asarray(embedding.fingerprint),
-            version=np.asarray(PREPROCESS_VERSION, np.int64),
-        )
+        write_entry_to(out, embedding)
+
+
+def write_entry_to(out, embedding: Embedding) -> None:
+    """Write `embedding` as one entry (an uncompressed .npz) to the binary stream `out`."""
+    np.savez(
+        out,
+        features=np.ascontiguousarray(embedding.features),
+        original_size=np.asarray(embedding.original_size, np.int64),
+        input_size=np.asarray(embedding.input_size, np.int64),
+        fingerprint=np.asarray(embedding.fingerprint),
+        version=np.asarray(PREPROCESS_VERSION, np.int64),
+    )
+
+
+def entry_bytes(embedding: Embedding) -> bytes:
+    buffer = io.BytesIO()
+    write_entry_to(buffer, embedding)
+    return buffer.getvalue()
 
 
 def _read_entry(path: Path) -> Embedding:
-    with open(path, "rb") as handle, np.load(handle, allow_pickle=False) as data:
+    with open(path, "rb") as handle:
+        return read_entry_from(handle)
+
+
+def read_entry_from(handle) -> Embedding:
+    """The Embedding of one entry read from a seekable binary stream; raises on anything else."""
+    with np.load(handle, allow_pickle=False) as data:
         if int(data["version"]) != PREPROCESS_VERSION:
             raise ValueError("entry of another preprocessing version")
         original_size = tuple(int(v) for v in data["original_size"])

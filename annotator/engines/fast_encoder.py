@@ -320,18 +320,48 @@ def _write_choices(path: Path, choices: dict) -> None:
         logger.warning("Could not save the Linear-backend choice to %s", path, exc_info=True)
 
 
+# A batch worker runs the Linear kernels its driver chose (`pin_linear_backend`), so that every
+# worker computes what the driver's single-process run would, bit for bit, on CPUs of one kind.
+_pinned_backend: str | None = None
+
+
+def pin_linear_backend(backend: str | None) -> None:
+    """Make "auto" take `backend` ("torch" or "mkldnn") instead of measuring; None: measure."""
+    global _pinned_backend
+    if backend is not None and backend not in LINEAR_BACKENDS:
+        raise ValueError(f"Unknown Linear backend {backend!r}: use torch or mkldnn.")
+    _pinned_backend = backend
+
+
 def choose_linear_backend(image_encoder, device: str = "cpu") -> str:
     """ "mkldnn" if oneDNN's prepacked Linear is faster than torch's here and agrees with it,
     else "torch". Measured on one MLP-sized Linear of this encoder; cached per CPU and width."""
     if not mkldnn_linear_available(device):
         return "torch"
-    lin1 = image_encoder.blocks[0].mlp.lin1
+    if _pinned_backend is not None:
+        return _pinned_backend
+    return _measured_choice(image_encoder.blocks[0].mlp.lin1, _token_rows(image_encoder))
+
+
+def choose_linear_backend_for_shape(
+    in_features: int, out_features: int, rows: int, device: str = "cpu"
+) -> str:
+    """What `choose_linear_backend` picks for an encoder whose MLP Linear is in x out, seeing
+    `rows` tokens, without the model (a batch driver that leaves the model to its workers)."""
+    if not mkldnn_linear_available(device):
+        return "torch"
+    import torch
+
+    return _measured_choice(torch.nn.Linear(int(in_features), int(out_features)), int(rows))
+
+
+def _measured_choice(lin1, rows: int) -> str:
     key = f"{cpu_identity()}|{lin1.in_features}x{lin1.out_features}"
     path = _cache_path()
     choices = _read_choices(path)
     if choices.get(key) in LINEAR_BACKENDS:
         return choices[key]
-    choice = measure_linear_backends(lin1, _token_rows(image_encoder))["choice"]
+    choice = measure_linear_backends(lin1, rows)["choice"]
     choices[key] = choice
     _write_choices(path, choices)
     return choice

@@ -42,6 +42,7 @@ from typing import Any, Protocol
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
 from annotator.engines.base import Embedding, Prediction, Prompts, Segmenter
+from annotator.engines.cache import COMPUTED, FROM_STORE
 from annotator.errors import UserError
 
 CLASSIC_NAME = "Classic (no model)"
@@ -145,7 +146,8 @@ class TaskContext:
 
     def embedding_for(self, path: str) -> tuple[Embedding, bool]:
         """(embedding, cache_hit) of the image at `path`."""
-        return self._worker._embedding_for(path, path)
+        embedding, source = self._worker._embedding_for(path, path)
+        return embedding, source != COMPUTED
 
     def load_image(self, path: str):
         """HxWx3 uint8 RGB, as `annotator.core.images.load_image`."""
@@ -197,6 +199,8 @@ class Encoded:
     key: str
     cache_hit: bool
     seconds: float
+    # Where the embedding came from: FROM_MEMORY, or engines.cache's FROM_CACHE, FROM_STORE, COMPUTED.
+    source: str
 
 
 @dataclass(frozen=True)
@@ -259,12 +263,25 @@ def _engine_info(engine) -> EngineInfo:
     )
 
 
+FROM_MEMORY = "memory"  # the embedding was in the worker's memory (beside the cache's sources)
+
+
 def _default_cache():
+    """The local cache, reading through the shared store that $ANNOTATOR_EMBEDDING_STORE (else
+    the setting) names; a store that cannot be used is logged and left out, never fatal."""
+    from annotator.engines.cache import EmbeddingCache
+    from annotator.engines.store import EmbeddingStore, store_from_environment
+    from annotator.qt.settings import Settings
+
+    settings = Settings()
     try:
-        from annotator.engines.cache import EmbeddingCache
-    except ImportError:  # cache not available: encode every time (still correct)
-        return None
-    return EmbeddingCache()
+        store = store_from_environment()
+        if store is None and settings.embedding_store:
+            store = EmbeddingStore(settings.embedding_store)
+    except UserError as exc:
+        log.warning("Not reading the embedding store: %s", exc)
+        store = None
+    return EmbeddingCache(store=store, contribute=settings.embedding_store_contribute)
 
 
 class InferenceWorker(QObject):
@@ -307,7 +324,8 @@ class InferenceWorker(QObject):
         # Worker-thread state: never touched from the GUI thread.
         self.engine: Segmenter | None = None
         self._cache = None
-        self._embeddings: OrderedDict[str, Embedding] = OrderedDict()
+        # key -> (embedding, where it came from when it entered memory)
+        self._embeddings: OrderedDict[str, tuple[Embedding, str]] = OrderedDict()
         self._wake.connect(self._drain)
 
     # ---------------------------------------------------------------- GUI-thread side
@@ -421,20 +439,23 @@ class InferenceWorker(QObject):
 
         return load_image(path)
 
-    def _embedding_for(self, key: str, path: str) -> tuple[Embedding, bool]:
-        """The embedding of the image at `path`: from memory, the disk cache, or the encoder."""
+    def _embedding_for(self, key: str, path: str) -> tuple[Embedding, str]:
+        """The embedding of the image at `path` and where it came from: memory (FROM_MEMORY),
+        the disk cache, the shared store (FROM_STORE), or the encoder (COMPUTED)."""
         if key in self._embeddings:
             self._embeddings.move_to_end(key)
-            return self._embeddings[key], True
+            embedding, origin = self._embeddings[key]
+            # A prefetched embedding that came from the store still says so when it is shown.
+            return embedding, FROM_STORE if origin == FROM_STORE else FROM_MEMORY
         image = self._load_image(path)
         if self._cache is not None:
-            embedding, hit = self._cache.encode_cached(self.engine, image)
+            embedding, source = self._cache.encode_with_source(self.engine, image)
         else:
-            embedding, hit = self.engine.encode(image), False
-        self._embeddings[key] = embedding
+            embedding, source = self.engine.encode(image), COMPUTED
+        self._embeddings[key] = (embedding, source)
         while len(self._embeddings) > self.MEMORY_EMBEDDINGS:
             self._embeddings.popitem(last=False)
-        return embedding, hit
+        return embedding, source
 
     def _run_encode(self, job: EncodeJob) -> None:
         if self.engine is None:
@@ -442,11 +463,12 @@ class InferenceWorker(QObject):
         self.encode_started.emit(job.generation, job.key)
         start = time.perf_counter()
         try:
-            _, hit = self._embedding_for(job.key, job.path)
+            _, source = self._embedding_for(job.key, job.path)
         except Exception as exc:
             self.failed.emit(_failure(job.generation, job.key, exc))
             return
-        self.encoded.emit(Encoded(job.generation, job.key, hit, time.perf_counter() - start))
+        seconds = time.perf_counter() - start
+        self.encoded.emit(Encoded(job.generation, job.key, source != COMPUTED, seconds, source))
 
     def _run_decode(self, job: DecodeJob) -> None:
         if self.engine is None:
@@ -765,7 +787,8 @@ class InferenceController(QObject):
         if not result.cache_hit:
             self.last_encode_seconds = result.seconds
         self.embedding_ready = True
-        self._set_state(EmbeddingState.READY, "cached" if result.cache_hit else "")
+        detail = "from the shared store" if result.source == FROM_STORE else "cached"
+        self._set_state(EmbeddingState.READY, detail if result.cache_hit else "")
         if self._waiting_decode is not None:
             job, self._waiting_decode = self._waiting_decode, None
             self.worker.submit_decode(job)

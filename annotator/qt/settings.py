@@ -118,5 +118,25 @@ class Settings:
         for name, item in value.checked().generator_kwargs().items():
             self.qsettings.setValue(f"segment_everything/{name}", item)
 
+    @property
+    def embedding_store(self) -> str:
+        """The shared embedding store (a folder or fsspec URL) read on a local cache miss;
+        $ANNOTATOR_EMBEDDING_STORE wins over it. Empty: none."""
+        return self._str("embedding_store/location").strip()
+
+    @embedding_store.setter
+    def embedding_store(self, value: str | None) -> None:
+        self.qsettings.setValue("embedding_store/location", value or "")
+
+    @property
+    def embedding_store_contribute(self) -> bool:
+        """Whether the window also writes the embeddings it computes to the store (default:
+        read only, so a laptop never overwrites what the batch run wrote)."""
+        return str(self.qsettings.value("embedding_store/contribute", "false")).lower() == "true"
+
+    @embedding_store_contribute.setter
+    def embedding_store_contribute(self, value: bool) -> None:
+        self.qsettings.setValue("embedding_store/contribute", "true" if value else "false")
+
     def sync(self) -> None:
         self.qsettings.sync()
