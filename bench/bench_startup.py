@@ -10,7 +10,9 @@ For each family, three commands on the same 1024x768 image and the same random-w
 - ours, new image: `annotator segment --no-cache` (the ONNX decoder already exported once, as
   after the first run on any machine);
 - ours, cached: `annotator segment` with the image's embedding in the cache (decoder only).
-Prints wall-clock medians and the ratios to the reference. Nothing is asserted.
+Prints wall-clock medians and the ratios to the reference, and the CPU time the child used
+(user + system, all threads; less sensitive than wall time to other load on a shared machine).
+Nothing is asserted.
 """
 
 from __future__ import annotations
@@ -94,13 +96,19 @@ def checkpoint_for(name: str) -> Path:
     return path
 
 
-def _run(argv: list[str], env: dict) -> float:
+def _run(argv: list[str], env: dict) -> tuple[float, float]:
+    """(wall seconds, CPU seconds: user + system of the child and its threads)."""
+    import resource
+
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     result = subprocess.run(argv, env=env, capture_output=True, text=True)
     elapsed = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if result.returncode != 0:
         raise RuntimeError(f"{argv[:4]} failed: {result.stderr.strip()[-400:]}")
-    return elapsed
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return elapsed, cpu
 
 
 def bench(name: str, repeat: int, workdir: Path) -> str:
@@ -119,17 +127,23 @@ def bench(name: str, repeat: int, workdir: Path) -> str:
         "--point", f"{POINT[0]},{POINT[1]}", "--out", str(workdir / "mask.png"),
     ]  # fmt: skip
     _run(ours, env)  # exports the ONNX decoder, measures the Linear backend, fills the cache
-    runs: dict[str, list[float]] = {"reference": [], "new image": [], "cached": []}
+    runs: dict[str, list[tuple[float, float]]] = {"reference": [], "new image": [], "cached": []}
     for _ in range(repeat):
         runs["reference"].append(_run(reference, env))
         runs["new image"].append(_run([*ours, "--no-cache"], env))
         runs["cached"].append(_run(ours, env))
-    med = {key: statistics.median(values) for key, values in runs.items()}
-    ref = med["reference"]
-    return (
-        f"| {name} | {ref:.2f} s | {med['new image']:.2f} s ({med['new image'] / ref:.2f}x) "
-        f"| {med['cached']:.2f} s ({med['cached'] / ref:.2f}x) |"
-    )
+    wall = {key: statistics.median(v[0] for v in values) for key, values in runs.items()}
+    cpu = {key: statistics.median(v[1] for v in values) for key, values in runs.items()}
+
+    def cell(key: str) -> str:
+        if key == "reference":
+            return f"{wall[key]:.2f} s (CPU {cpu[key]:.1f} s)"
+        return (
+            f"{wall[key]:.2f} s ({wall[key] / wall['reference']:.2f}x; "
+            f"CPU {cpu[key]:.1f} s, {cpu[key] / cpu['reference']:.2f}x)"
+        )
+
+    return f"| {name} | {cell('reference')} | {cell('new image')} | {cell('cached')} |"
 
 
 def main(argv: list[str]) -> int:

@@ -94,16 +94,16 @@ def test_models_list_from_the_real_entry_point():
         for line in result.stdout.splitlines()
         if line.startswith("  ") and not line.startswith("  TYPE")
     }
-    from annotator.engines.families import MODEL_TYPES
+    from annotator.engines.families import FOLDER_TYPES, MODEL_TYPES
 
-    assert set(rows) == set(MODEL_TYPES) - {"hf"}  # every family's every official size
+    assert set(rows) == set(MODEL_TYPES) - set(FOLDER_TYPES)  # every family's every official size
     assert "EfficientViT-SAM" in rows["efficientvit_sam_l0"]
     assert "about 139 MB" in rows["efficientvit_sam_l0"]  # no exact byte count was published
     assert "SAM-HQ" in rows["hq_vit_tiny"] and "43 MB" in rows["hq_vit_tiny"]
     assert all(" known " in row and "not downloaded" in row for row in rows.values())
     assert "efficientvit_sam_l0 1.3 s" in result.stdout  # the measured CPU time, quoted as such
     assert "2-core test machine" in result.stdout
-    assert "type hf" in result.stdout  # folders are left out, and the list says so
+    assert "types hf and sam3" in result.stdout  # folders are left out, and the list says so
 
 
 def test_an_entry_without_sha256_is_listed_as_such_and_downloads(

@@ -62,6 +62,7 @@ def test_workers_run_the_kernels_the_driver_would_choose(tiny_sam_checkpoint):
 
     choice = driver_linear_backend(tiny_sam_checkpoint, "cpu")  # from the shapes alone
     local = load_model(tiny_sam_checkpoint, device="cpu", encoder="fast", decoder="torch")
+    assert local.image_encoder is not None  # built for the first image: the backend is chosen then
     assert local.linear_backend == choice  # what the single-process run picks here
     if not fast_encoder.mkldnn_linear_available("cpu"):
         pytest.skip("only torch's Linear here: nothing else to pin")
@@ -69,6 +70,7 @@ def test_workers_run_the_kernels_the_driver_would_choose(tiny_sam_checkpoint):
     fast_encoder.pin_linear_backend(other)
     try:
         pinned = load_model(tiny_sam_checkpoint, device="cpu", encoder="fast", decoder="torch")
+        assert pinned.image_encoder is not None  # built (pinned kernels) for the first image
         assert pinned.linear_backend == other
     finally:
         fast_encoder.pin_linear_backend(None)

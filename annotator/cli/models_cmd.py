@@ -71,7 +71,7 @@ def _list(args) -> int:
     if fast:
         print(f"Fast on a CPU, to embed a new image on {registry.MEASURED_ON}: {fast}.")
     print(
-        "Hugging Face transformers folders (type hf) are not downloaded here: fetch one with "
+        "Hugging Face transformers folders (types hf and sam3) are not downloaded here: fetch one with "
         "huggingface-cli download and pass the folder as --checkpoint."
     )
     others = [c for c in find_checkpoints() if c.source != "data folder" or c.official is None]

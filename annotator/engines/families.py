@@ -60,6 +60,9 @@ FAMILIES: dict[str, Family] = {
 
 # Every explicit --model-type name (besides "auto"), one scheme for all families.
 MODEL_TYPES: tuple[str, ...] = tuple(n for f in FAMILIES.values() for n in f.type_names)
+# The types that name a transformers folder (several files), not one checkpoint file: the model
+# manager does not download those.
+FOLDER_TYPES: tuple[str, ...] = ("hf", "sam3")
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from annotator.engines.families import FAMILIES, MODEL_TYPES
+from annotator.engines.families import FAMILIES, FOLDER_TYPES, MODEL_TYPES
 from annotator.errors import UserError
 from annotator.models import registry
 from annotator.models.registry import OFFICIAL_CHECKPOINTS, official_checkpoint
@@ -35,7 +35,7 @@ def test_every_entry_has_a_known_type_and_says_where_its_figures_came_from(info)
 
 
 def test_every_official_type_of_every_file_family_is_listed_once():
-    file_types = [t for t in MODEL_TYPES if t != "hf"]  # hf is a folder layout, not one file
+    file_types = [t for t in MODEL_TYPES if t not in FOLDER_TYPES]  # folders, not one file
     assert sorted(ENTRIES) == sorted(file_types)
     assert len(ENTRIES) == len(OFFICIAL_CHECKPOINTS)
     names = [info.file_name for info in OFFICIAL_CHECKPOINTS]
