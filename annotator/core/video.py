@@ -114,8 +114,23 @@ def _reader(video: Path) -> _Reader:
     return reader
 
 
+_probed: dict[tuple, VideoInfo] = {}
+
+
 def probe_video(video: Path) -> VideoInfo:
-    """Frame count and size; raises UserError (one sentence) for a video OpenCV cannot decode."""
+    """Frame count and size; raises UserError (one sentence) for a video OpenCV cannot decode.
+    Remembered per file version (every frame's size is asked for when a project is made)."""
+    try:
+        stat = Path(video).stat()
+    except OSError:
+        raise UserError(f"The video {video} does not exist.") from None
+    key = (str(video), stat.st_mtime_ns, stat.st_size)
+    if key not in _probed:
+        _probed[key] = _probe(Path(video))
+    return _probed[key]
+
+
+def _probe(video: Path) -> VideoInfo:
     reader = _reader(Path(video))
     info = reader.info()
     try:
@@ -128,6 +143,13 @@ def probe_video(video: Path) -> VideoInfo:
         raise UserError(f"OpenCV cannot tell how many frames the video {video} has.")
     height, width = first.shape[:2]
     return VideoInfo(info.frame_count, width, height, info.fps)
+
+
+def frame_paths(video: Path) -> list[Path]:
+    """The names of every frame of `video` (`frame_name`), as absolute paths."""
+    video = Path(video).absolute()
+    count = probe_video(video).frame_count
+    return [video / Path(frame_name("", i)).name for i in range(count)]
 
 
 def read_frame(video: Path, index: int) -> np.ndarray:

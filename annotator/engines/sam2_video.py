@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -198,7 +199,7 @@ class VideoPropagator:
         import torch
 
         model = self.predictor
-        with torch.inference_mode():
+        with torch.inference_mode(), _quiet():
             if prompt.mask is not None:
                 model.add_new_mask(state, prompt.frame, prompt.track, np.asarray(prompt.mask, bool))
                 return
@@ -229,10 +230,7 @@ class VideoPropagator:
         passes = {"forward": [False], "backward": [True], "both": [False, True]}[direction]
         model = self.predictor
         for reverse in passes:
-            with torch.inference_mode(), warnings.catch_warnings():
-                # sam2 built without its CUDA extension warns on every frame that it skips the
-                # hole filling; the stock predictor skips it the same way
-                warnings.filterwarnings("ignore", message=".*cannot import name '_C'")
+            with torch.inference_mode(), _quiet():
                 frames = model.propagate_in_video(
                     state, start_frame_idx=start, max_frame_num_to_track=max_frames,
                     reverse=reverse,
@@ -264,6 +262,15 @@ class VideoPropagator:
             ]
             for t in stale:
                 del outputs["non_cond_frame_outputs"][t]
+
+
+@contextmanager
+def _quiet():
+    """sam2 built without its CUDA extension warns on every mask that it skips the hole filling
+    (the stock predictor skips it the same way): not news to the person."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*cannot import name '_C'")
+        yield
 
 
 class _LazyFrames(Sequence):
