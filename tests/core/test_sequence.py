@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from video_factory import write_video
 
 from annotator.core import sequence
 from annotator.core.coco import OUR_KEY, load_project, save_project
@@ -17,28 +18,7 @@ from annotator.core.session import AnnotationSession
 from annotator.core.validate import validate_project
 from annotator.errors import UserError
 
-
-def _video(path: Path, count: int = 6, size=(48, 64)) -> list[np.ndarray]:
-    """An MJPG .avi of `count` frames (a square moving right); returns the frames as decoded."""
-    import cv2
-
-    height, width = size
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, (width, height))
-    assert writer.isOpened()
-    for i in range(count):
-        frame = np.full((height, width, 3), 30, np.uint8)
-        frame[10:30, 4 + 6 * i : 24 + 6 * i] = (40, 80, 220)
-        writer.write(frame)
-    writer.release()
-    capture = cv2.VideoCapture(str(path))
-    frames = []
-    while True:
-        ok, frame = capture.read()
-        if not ok:
-            break
-        frames.append(frame[..., ::-1])
-    capture.release()
-    return frames
+_video = write_video
 
 
 def _frames(folder: Path, count: int = 5) -> Project:
