@@ -169,7 +169,8 @@ def run_propagate(
         bar.unit = "frame"
         stopped = False
         try:
-            for position, rles in sequence.run_propagation(propagator, project, plan):
+            paths = sequence.frame_paths(project, plan)
+            for position, rles in sequence.run_propagation(propagator, plan, paths):
                 results[position] = rles
                 bar.update(1)
         except KeyboardInterrupt:

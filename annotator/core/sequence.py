@@ -289,23 +289,28 @@ def _geometry(new: Annotation) -> dict:
     }
 
 
-def run_propagation(propagator, project: Project, plan: PropagationPlan, cancelled=None):
-    """Iterator of (position, {track: RLE or None}) as the engine makes them, frames read through
-    `annotator.core.images.load_image`. A frame that cannot be read raises UserError naming it."""
-    from annotator.core.images import load_image
+def frame_paths(project: Project, plan: PropagationPlan) -> list[str]:
+    """The image path of each position of the plan (what a loader reads)."""
+    return [str(project.image_path(project.image(i))) for i in plan.image_ids]
 
-    paths = [project.image_path(project.image(i)) for i in plan.image_ids]
 
-    def load(position: int) -> np.ndarray:
-        image = load_image(paths[position])
+def run_propagation(propagator, plan: PropagationPlan, paths: list[str], load=None, cancelled=None):
+    """Iterator of (position, {track: RLE or None}) as the engine makes them; frames read by
+    `load(path)` (default `annotator.core.images.load_image`) when the engine needs them. A frame
+    that cannot be read, or is not the plan's size, raises UserError naming it."""
+    if load is None:
+        from annotator.core.images import load_image as load
+
+    def load_frame(position: int) -> np.ndarray:
+        image = load(paths[position])
         if image.shape[:2] != plan.size:
             raise UserError(
-                f"Frame {position} ({paths[position].name}) is {image.shape[1]}x{image.shape[0]}, "
+                f"Frame {position} ({paths[position]}) is {image.shape[1]}x{image.shape[0]}, "
                 f"not {plan.size[1]}x{plan.size[0]} as the project says."
             )
         return image
 
-    state = propagator.init_state(load, len(paths), first=load(plan.start))
+    state = propagator.init_state(load_frame, len(paths), first=load_frame(plan.start))
     for prompt in plan.prompts:
         propagator.add_prompt(state, prompt)
     for result in propagator.propagate(

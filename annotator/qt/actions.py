@@ -97,6 +97,13 @@ ACTIONS: tuple[ActionSpec, ...] = (
         "Points per side, thresholds, crop layers, minimum region area",
     ),
     ActionSpec(
+        "propagate",
+        "&Propagate Through Frames",
+        ("Ctrl+Shift+P",),
+        "Prompts",
+        "Propagate this frame's masks (the selected track, else all) with SAM 2.x (timeline)",
+    ),
+    ActionSpec(
         "tool_sam", "&SAM Click Tool", ("S",), "Tools", "Click and drag to prompt SAM", True
     ),
     ActionSpec(

@@ -186,6 +186,8 @@ def build_menus_and_toolbar(self) -> None:
                 "accept_all_proposals",
                 "discard_proposals",
                 "auto_mask_settings",
+                None,
+                "propagate",
             ],
         ),
         ("&View", ["fit", "zoom_in", "zoom_out", "hide_overlays"]),
