@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from annotator.errors import UserError
@@ -158,7 +159,7 @@ def run_propagate(
         seeds = _seeds(session, seed_specs, label, selected)
         start = _start_frame(project, from_frame, seeds, selected)
         start_id = project.images[start].id
-        seeds = [replace_frame(s, selected.index(s.frame)) for s in seeds]
+        seeds = [replace(s, frame=selected.index(s.frame)) for s in seeds]  # positions in A:B
         plan = sequence.plan_propagation(project, start_id, direction, frames=selected, seeds=seeds)
         if propagator is None:
             from annotator.engines.sam2_video import load_propagator
@@ -195,12 +196,6 @@ def run_propagate(
         )
     finally:
         session.close()
-
-
-def replace_frame(seed, frame: int):
-    from dataclasses import replace
-
-    return replace(seed, frame=frame)
 
 
 def _start_frame(project, from_frame, seeds, selected: range) -> int:
@@ -268,6 +263,4 @@ def _seeds(session, specs, label: str, selected: range):
         seeds.append(Seed(frame, 0, mask=mask))
     if category is None:
         category = session.add_category(label)
-    from dataclasses import replace
-
     return [replace(s, category_id=category.id) for s in seeds]

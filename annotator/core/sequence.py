@@ -74,15 +74,6 @@ class PropagationPlan:
         return forward + backward[1:]
 
 
-def is_sequence(project: Project) -> bool:
-    """Whether to show the project as a sequence: it holds video frames or tracks."""
-    from annotator.core.video import video_frame_of
-
-    if any(video_frame_of(project.image_path(r)) for r in project.images[:1]):
-        return True
-    return any(a.track is not None for a in project.all_annotations())
-
-
 def video_project(video, project_name: str = "annotations.json") -> Project:
     """The project of a video file: `project_name` beside it when that holds this video's frames
     (or does not exist yet), else `<video stem>.json`; new projects get one image per frame."""
