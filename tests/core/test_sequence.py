@@ -236,3 +236,15 @@ def test_a_frame_that_fails_mid_sequence_is_one_sentence_and_nothing_is_written(
         run_propagate(project.path, checkpoint, propagator=Reader())
     assert "\n" not in str(caught.value)
     assert project.path.read_bytes() == saved
+
+
+def test_the_crash_journal_keeps_tracks():
+    from dataclasses import replace
+
+    from annotator.core.journal import _annotation_from, _annotation_json
+
+    annotation = replace(annotation_from_mask(5, 1, 1, _box(2, 8, 2, 8)), track=9, propagated=True)
+    assert _annotation_from(json.loads(json.dumps(_annotation_json(annotation)))) == annotation
+    plain = annotation_from_mask(6, 1, 1, _box(2, 8, 2, 8))
+    assert "track" not in _annotation_json(plain)
+    assert _annotation_from(_annotation_json(plain)) == plain
