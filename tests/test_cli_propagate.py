@@ -88,3 +88,46 @@ def test_bad_seeds_are_one_sentence(tmp_path, sequence_frames, capsys, extra, me
     assert main(["propagate", str(frames), "--checkpoint", str(checkpoint), *extra]) == 2
     assert message in capsys.readouterr().err
     assert not (frames / "annotations.json").exists()
+
+
+def test_a_video_becomes_a_sequence_project_beside_it(tmp_path):
+    """The video path of the command (frames named inside the video, saved beside it), with a
+    stand-in for the engine that answers the seed's box as the mask on every frame."""
+    import numpy as np
+    from video_factory import write_video
+
+    from annotator.cli.propagate_cmd import run_propagate
+    from annotator.engines.sam2_video import FrameMasks
+
+    write_video(tmp_path / "clip.avi", count=5)
+
+    class BoxEverywhere:
+        def init_state(self, load, count, first=None):
+            return {"load": load, "count": count}
+
+        def add_prompt(self, state, prompt):
+            x0, y0, x1, y1 = map(int, prompt.box)
+            state["mask"] = np.zeros(first_shape(state), bool)
+            state["mask"][y0:y1, x0:x1] = True
+
+        def propagate(self, state, start, direction, max_frames, cancelled):
+            for i in range(start, state["count"]):
+                state["load"](i)
+                yield FrameMasks(i, {1: state["mask"]})
+
+    def first_shape(state):
+        return state["load"](0).shape[:2]
+
+    checkpoint = tmp_path / "unused.pt"
+    checkpoint.write_bytes(b"x")
+    summary = run_propagate(
+        tmp_path / "clip.avi", checkpoint, boxes=["1:4,10,30,30"], propagator=BoxEverywhere()
+    )
+    assert "4 frame(s) propagated for 1 track(s) from frame 1" in summary
+    document = json.loads((tmp_path / "annotations.json").read_text())
+    assert [i["file_name"] for i in document["images"]] == [
+        f"clip.avi/{n:06d}.jpg" for n in range(5)
+    ]
+    assert document["annotator"]["images"]["2"] == {"video": "clip.avi", "frame": 1}
+    frames = sorted(a["image_id"] for a in document["annotations"])
+    assert frames == [2, 3, 4, 5] and len(document["annotator"]["tracks"]) == 4
