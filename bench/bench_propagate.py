@@ -5,7 +5,8 @@ depend on their values), synthetic frames with one object prompted by a box on f
     python bench/bench_propagate.py [--sizes t,b+] [--heights 480,1080] [--frames 4]
 
 Per row: frames per second of a whole run (frame loading, the prompt, propagation: frames over
-seconds), ours and stock in turn (which goes first alternates, after one unmeasured warm-up run);
+seconds), the two runs stepped in lock-step frame by frame (which goes first alternates; after one
+unmeasured warm-up run), so that other processes' load on a shared machine falls on both alike;
 what each holds after the run (decoded frames, per-frame outputs; both also hold the current
 frame's features, about 100 MiB, not counted) and that per 100 frames. The stock predictor decodes every frame up front into one
 tensor and keeps every frame's memory; ours reads frames on demand and drops the memories the
@@ -74,33 +75,44 @@ def _box(height: int) -> tuple[float, float, float, float]:
     return (30.0, height / 4 - 10, 50.0 + height / 4, height / 2 + 10)
 
 
-def run_stock(model, folder: Path, height: int) -> tuple[float, int, int]:
-    """(seconds for the whole run: init_state's frame loading, the prompt, propagation;
-    bytes of the frames it holds; bytes of the per-frame outputs it holds)."""
+def run_both(stock, propagator, paths: list[Path], height: int) -> dict:
+    """Both propagations over the same frames, stepped in lock-step (one frame of one, then of
+    the other, which goes first alternating), so that the load of other processes on the machine
+    falls on both alike. Returns per-run seconds (set-up: frame loading and the prompt; then the
+    sum of the frame steps) and what each holds at the end."""
     import numpy as np
     import torch
 
-    start = time.perf_counter()
-    state = model.init_state(str(folder))
-    with torch.inference_mode():
-        model.add_new_points_or_box(state, 0, 1, box=np.asarray(_box(height), np.float32))
-        for _ in model.propagate_in_video(state, start_frame_idx=0):
-            pass
-    seconds = time.perf_counter() - start
-    return seconds, _bytes(state["images"]), _bytes(state["output_dict_per_obj"])
-
-
-def run_ours(propagator, paths: list[Path], height: int) -> tuple[float, int, int]:
     from annotator.core.images import load_image
     from annotator.engines.sam2_video import TrackPrompt
 
+    seconds = {"ours": 0.0, "stock": 0.0}
     start = time.perf_counter()
-    state = propagator.init_state(lambda i: load_image(paths[i]), len(paths))
-    propagator.add_prompt(state, TrackPrompt(1, 0, box=_box(height)))
-    for _ in propagator.propagate(state, 0, "forward"):
-        pass
-    seconds = time.perf_counter() - start
-    return seconds, 0, _bytes(state["output_dict_per_obj"])
+    stock_state = stock.init_state(str(paths[0].parent))  # decodes every frame
+    with torch.inference_mode():
+        stock.add_new_points_or_box(stock_state, 0, 1, box=np.asarray(_box(height), np.float32))
+    seconds["stock"] += time.perf_counter() - start
+    start = time.perf_counter()
+    ours_state = propagator.init_state(lambda i: load_image(paths[i]), len(paths))
+    propagator.add_prompt(ours_state, TrackPrompt(1, 0, box=_box(height)))
+    seconds["ours"] += time.perf_counter() - start
+
+    def stock_frames():
+        with torch.inference_mode():
+            yield from stock.propagate_in_video(stock_state, start_frame_idx=0)
+
+    runs = {"ours": propagator.propagate(ours_state, 0, "forward"), "stock": stock_frames()}
+    for step in range(len(paths)):
+        for name in ("ours", "stock") if step % 2 == 0 else ("stock", "ours"):
+            start = time.perf_counter()
+            next(runs[name])
+            seconds[name] += time.perf_counter() - start
+    return {
+        "seconds": seconds,
+        "stock_frames": _bytes(stock_state["images"]),
+        "stock_outputs": _bytes(stock_state["output_dict_per_obj"]),
+        "ours_outputs": _bytes(ours_state["output_dict_per_obj"]),
+    }
 
 
 def main() -> None:
@@ -133,28 +145,23 @@ def main() -> None:
         stock = stock.float().eval().requires_grad_(False)
         ours = VideoPropagator(stock, "cpu", size)  # the same module: only the driving differs
         warm = _frames(work / f"{size}-warm", 2, 480)
-        run_ours(ours, warm, 480)  # one-time allocations and kernel choices, not measured
-        for turn, height in enumerate(map(int, args.heights.split(","))):
+        run_both(stock, ours, warm, 480)  # one-time allocations and kernel choices: not measured
+        for height in map(int, args.heights.split(",")):
             paths = _frames(work / f"{size}-{height}", args.frames, height)
-            runs = [
-                ("ours", run_ours, (ours, paths, height)),
-                ("stock", run_stock, (stock, paths[0].parent, height)),
-            ]
-            order = runs if turn % 2 == 0 else runs[::-1]
-            measured = {name: run(*run_args) for name, run, run_args in order}
-            ours_s, _, ours_out = measured["ours"]
-            stock_s, stock_frames, stock_out = measured["stock"]
+            measured = run_both(stock, ours, paths, height)
+            ours_s, stock_s = measured["seconds"]["ours"], measured["seconds"]["stock"]
             n = args.frames
             # per frame: the outputs (memories, masks) of one frame; ours keeps at most the
             # window either side of the prompted frame and of the current one
-            per_frame = stock_out / n
+            per_frame = measured["stock_outputs"] / n
             kept = min(100, 2 * (2 * ours.window + 1))
             ours_100 = per_frame * kept
-            stock_100 = (per_frame + stock_frames / n) * 100
+            stock_100 = (per_frame + measured["stock_frames"] / n) * 100
+            stock_held = measured["stock_outputs"] + measured["stock_frames"]
             print(
                 f"{size:<5} {height:>4}p  {n / ours_s:8.3f}  {n / stock_s:9.3f}  "
-                f"{stock_s / ours_s:5.2f}x | {ours_out / 2**20:10.1f} MiB  "
-                f"{(stock_out + stock_frames) / 2**20:6.1f} MiB | "
+                f"{stock_s / ours_s:5.2f}x | {measured['ours_outputs'] / 2**20:10.1f} MiB  "
+                f"{stock_held / 2**20:6.1f} MiB | "
                 f"{ours_100 / 2**20:10.0f} MiB  {stock_100 / 2**30:5.2f} GiB",
                 flush=True,
             )
