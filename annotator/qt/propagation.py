@@ -142,11 +142,21 @@ class Propagation(QObject):
     def running(self) -> bool:
         return self.serial is not None
 
+    def _replaced(self) -> bool:
+        """Our task was cancelled by something else (another task, a model change): its results
+        will never come; what has landed is still ours to keep."""
+        controller = self.window.controller
+        return self.running and (
+            not controller.task_running or controller._task_serial != self.serial
+        )
+
     def start(self) -> bool:
         """Plan from the current frame and start the task; False (said why) when it cannot."""
         from annotator.core import sequence
 
         window = self.window
+        if self._replaced():
+            self._apply(f"Propagation was stopped; {len(self.results)} frame(s) kept")
         if self.running:
             window.statusBar().showMessage("Propagation is running: Cancel it first.", 5000)
             return False
@@ -189,7 +199,8 @@ class Propagation(QObject):
         """Stop; the frames that have landed are kept (one undo step)."""
         if not self.running:
             return
-        self.window.controller.cancel_task()
+        if not self._replaced():  # never another feature's task
+            self.window.controller.cancel_task()
         self._apply(f"Propagation cancelled after {len(self.results)} frame(s)")
 
     def _on_partial(self, value) -> None:

@@ -144,3 +144,34 @@ def test_cancel_keeps_the_frames_that_landed_as_one_step(
     tracked = _track_frames(window.project)
     assert tracked[2] == [] and tracked[3] == [] and tracked[4] == []
     assert "cancelled after 2 frame(s)" in window.statusBar().currentMessage()
+
+
+class _Waiting:
+    """Another feature's task: steps until it is cancelled."""
+
+    def __init__(self) -> None:
+        self.started = threading.Event()
+
+    def run(self, context):
+        self.started.set()
+        while not context.cancelled():
+            yield None
+            context._job.cancel.wait(0.05)
+
+
+def test_another_task_replacing_propagation_is_left_alone_by_cancel(
+    qtbot, make_window, sam2_engine, frames_project
+):
+    window = make_window(sam2_engine, frames_project)
+    wait_ready(qtbot, window, timeout=60000)
+    _seed(window)
+    assert window.propagation.start()
+    other = _Waiting()
+    serial = window.controller.run_task(other)  # e.g. a search of every image: ours is cancelled
+    qtbot.waitUntil(other.started.is_set, timeout=300000)
+    window.propagation.cancel_button.click()
+    assert not window.propagation.running
+    assert window.controller.task_running and window.controller._task_serial == serial
+    window.controller.cancel_task()
+    assert window.propagation.start()  # propagation can start again
+    window.propagation.cancel()
