@@ -76,6 +76,30 @@ def family_checkpoint(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def sam2_video_checkpoint(tmp_path_factory):
+    """(path, stock SAM2VideoPredictor): the shrunk SAM 2.1 with a shrunk memory
+    (family_factory.build_sam2_video_small) saved as official checkpoints are ({"model": ...})."""
+    pytest.importorskip("sam2")
+    import torch
+    from family_factory import build_sam2_video_small
+
+    model = build_sam2_video_small()
+    path = tmp_path_factory.mktemp("sam2video") / "sam2.1_hiera_video_test.pt"
+    torch.save({"model": model.state_dict()}, path)
+    return path, model
+
+
+@pytest.fixture(scope="session")
+def sequence_frames(tmp_path_factory) -> Path:
+    """A folder of 8 JPEG frames 00000.jpg... (family_factory.write_sequence_frames)."""
+    from family_factory import write_sequence_frames
+
+    folder = tmp_path_factory.mktemp("sequence") / "frames"
+    write_sequence_frames(folder, 8)
+    return folder
+
+
+@pytest.fixture(scope="session")
 def shared_model_cache(tmp_path_factory):
     """One cache folder for exported decoders, so the tests that load the same family through
     the default path (ONNX decoder) export it once."""

@@ -202,6 +202,50 @@ def build_sam2_small(seed: int = 0, version: str = "sam2.1"):
     return _randomise_zeros(model, seed).eval()
 
 
+# The video parts shrunk too, as far as the shapes show them (the app's loader reads both): one
+# memory-attention layer, two memories.
+SAM2_VIDEO_MEMORY_OVERRIDES = [
+    "++model.memory_attention.num_layers=1",
+    "++model.num_maskmem=2",
+]
+
+
+def build_sam2_video_small(seed: int = 0, extra: tuple[str, ...] = ()):
+    """The stock SAM2VideoPredictor (build_sam2_video_predictor, its default post-processing) of
+    the shrunk SAM 2.1 with a shrunk memory; `extra`: more hydra overrides."""
+    import torch
+    from sam2.build_sam import build_sam2_video_predictor
+
+    torch.manual_seed(seed)
+    model = build_sam2_video_predictor(
+        "configs/sam2.1/sam2.1_hiera_t.yaml",
+        ckpt_path=None,
+        device="cpu",
+        hydra_overrides_extra=[*SAM2_SMALL_OVERRIDES, *SAM2_VIDEO_MEMORY_OVERRIDES, *extra],
+    )
+    return _randomise_zeros(model, seed).eval()
+
+
+def write_sequence_frames(folder: Path, count: int = 8, size=(72, 96)) -> list[Path]:
+    """`count` JPEG frames 00000.jpg... (names sam2's frame loader accepts) of two shapes moving
+    over noise."""
+    import numpy as np
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    height, width = size
+    paths = []
+    for i in range(count):
+        frame = (rng.random((height, width, 3)) * 60).astype(np.uint8)
+        frame[18:48, 8 + 3 * i : 36 + 3 * i] = (220, 60, 40)
+        frame[50:66, 70 - 2 * i : 88 - 2 * i] = (40, 200, 90)
+        path = folder / f"{i:05d}.jpg"
+        Image.fromarray(frame).save(path, quality=95)
+        paths.append(path)
+    return paths
+
+
 def sam2_predictor(model):
     from sam2.sam2_image_predictor import SAM2ImagePredictor
 

@@ -6,7 +6,7 @@ import argparse
 import sys
 
 # Kept here so that `annotator export --help` lists the formats without importing the exporter.
-EXPORT_FORMATS = ("coco", "coco-polygons", "png", "cutouts", "yolo")
+EXPORT_FORMATS = ("coco", "coco-polygons", "png", "cutouts", "yolo", "youtube-vis", "davis")
 
 
 def register(subparsers) -> None:
@@ -15,7 +15,8 @@ def register(subparsers) -> None:
         help="export a project for training code or other tools",
         description="Export a project: coco (RLE, as saved), coco-polygons (holes are reported as "
         "lost), png (instance-id and class-id PNGs with a legend), cutouts (RGBA PNG per "
-        "annotation), yolo (segmentation labels, images and data.yaml).",
+        "annotation), yolo (segmentation labels, images and data.yaml), youtube-vis (sequences: "
+        "per-frame RLE per track), davis (sequences: palette PNGs, index = track).",
     )
     export.add_argument("project", help="the project .json (ours or any COCO file)")
     export.add_argument("--format", required=True, choices=EXPORT_FORMATS, dest="format")

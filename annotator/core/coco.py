@@ -65,7 +65,11 @@ __all__ = [
     "serialize_document",
 ]
 
-FORMAT_VERSION = 1
+# 2: sequences (annotations' tracks, video frames). A file with neither is written as 1, which
+# every build reads completely (docs/decisions/0009): only what an older build would drop or
+# misread needs the newer version.
+FORMAT_VERSION = 2
+PLAIN_FORMAT_VERSION = 1
 OUR_KEY = "annotator"
 # Where other tools put the images relative to their JSON, tried in order when the file names do
 # not resolve next to the JSON: CVAT (annotations/ beside images/), FiftyOne (data/), others.
@@ -269,6 +273,7 @@ def parse_document(document: dict, path: Path) -> tuple[Project, LoadReport]:
     _read_annotations(
         project, document.get("annotations", []), bool(document.get(OUR_KEY)), report, where
     )
+    _read_tracks(project, ours)
     report.missing_images = [r for r in project.images if not _is_file(project.image_path(r))]
     project.changes = 0
     return project, report
@@ -467,6 +472,32 @@ def _read_annotations(
         project.insert_annotation(_annotation(entry, rle, area, bbox), notify=False)
 
 
+def _read_tracks(project: Project, ours: dict) -> None:
+    """ours["tracks"]: {annotation id: {"track": id, "propagated": true?}} (sequences)."""
+    from dataclasses import replace
+
+    tracks = ours.get("tracks")
+    if not isinstance(tracks, dict):
+        return
+    for key, value in tracks.items():
+        try:
+            annotation_id = int(key)
+        except ValueError:
+            continue
+        if not isinstance(value, dict) or not _is_int(value.get("track")):
+            continue
+        if project.has_annotation(annotation_id):
+            annotation = project.annotation(annotation_id)
+            project.replace_annotation(
+                replace(
+                    annotation,
+                    track=int(value["track"]),
+                    propagated=bool(value.get("propagated", False)),
+                ),
+                notify=False,
+            )
+
+
 def _check_annotation_fields(entry, index: int, first_seen: dict[int, int], where: str) -> None:
     """Raise UserError, naming the place, when an annotation cannot even be indexed."""
     place = f"{where}: annotations[{index}]"
@@ -581,11 +612,21 @@ def project_document(project: Project, folder: Path | None = None) -> dict:
     annotations = [_annotation_entry(a) for a in project.all_annotations()]
     annotations.extend(project.undecodable)
     document["annotations"] = annotations
+    images = {str(r.id): _image_flags(r) for r in project.images if r.done or r.searched}
+    frames = _video_frames(project, names_from)
+    for image_id, where in frames.items():
+        images[image_id] = {**images.get(image_id, {}), **where}
+    tracks = {
+        str(a.id): {"track": a.track, **({"propagated": True} if a.propagated else {})}
+        for a in project.all_annotations()
+        if a.track is not None
+    }
     document[OUR_KEY] = {
-        "format_version": FORMAT_VERSION,
+        "format_version": FORMAT_VERSION if tracks or frames else PLAIN_FORMAT_VERSION,
         **({"image_root": image_root} if image_root else {}),
         "categories": {str(c.id): {"color": list(c.color)} for c in project.categories},
-        "images": {str(r.id): _image_flags(r) for r in project.images if r.done or r.searched},
+        "images": images,
+        **({"tracks": tracks} if tracks else {}),
         **({"settings": dict(project.settings)} if project.settings else {}),
     }
     return document
@@ -610,6 +651,19 @@ def searched_pairs(value) -> tuple[tuple[str, str], ...]:
             if isinstance(model, str) and isinstance(phrase, str) and (model, phrase) not in pairs:
                 pairs.append((model, phrase))
     return tuple(pairs)
+
+
+def _video_frames(project: Project, names_from: Path) -> dict[str, dict]:
+    """{image id: {"video": its file name, "frame": index}} of the images that are video frames."""
+    from annotator.core.video import video_frame_of
+
+    frames = {}
+    for record in project.images:
+        found = video_frame_of(project.image_path(record))
+        if found is not None:
+            video, index = found
+            frames[str(record.id)] = {"video": _relative_name(video, names_from), "frame": index}
+    return frames
 
 
 def _image_entry(project: Project, record: ImageRecord, names_from: Path) -> dict:
@@ -693,8 +747,11 @@ def save_project(project: Project, path: Path | None = None) -> Path:
 def _is_file(path: Path) -> bool:
     """Path.is_file that answers False where the name cannot be looked up (permission denied on
     a folder, a name too long for this file system) instead of raising."""
+    from annotator.core.video import video_frame_of
+
+    frame = video_frame_of(path)
     try:
-        return path.is_file()
+        return (frame[0] if frame is not None else path).is_file()
     except (OSError, ValueError):
         return False
 

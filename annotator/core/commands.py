@@ -115,16 +115,21 @@ class EditMask:
             )
         if self.area == 0:
             raise ValueError("the mask would be empty")
-        self._before = (old.rle, old.area, old.bbox, old.original)
+        self._before = (old.rle, old.area, old.bbox, old.original, old.propagated)
+        # an edited mask is the person's, no longer propagation's (re-propagation keeps it)
         project.replace_annotation(
-            replace(old, rle=self.rle, area=self.area, bbox=self.bbox, original=None)
+            replace(
+                old, rle=self.rle, area=self.area, bbox=self.bbox, original=None, propagated=False
+            )
         )
 
     def revert(self, project: Project) -> None:
-        rle, area, bbox, original = self._before
+        rle, area, bbox, original, propagated = self._before
         current = project.annotation(self.annotation_id)
         project.replace_annotation(
-            replace(current, rle=rle, area=area, bbox=bbox, original=original)
+            replace(
+                current, rle=rle, area=area, bbox=bbox, original=original, propagated=propagated
+            )
         )
 
 

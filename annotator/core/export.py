@@ -9,6 +9,15 @@ Formats (`FORMATS`):
 - cutouts: one RGBA PNG per annotation, cropped to its box, transparent outside the mask.
 - yolo: YOLO segmentation labels (one line per outer part, normalised x y pairs), the images
   (hard links where possible) and data.yaml.
+- youtube-vis: sequences (a video file's frames, or a folder's images in order) as YouTube-VIS:
+  `JPEGImages/<sequence>/<frame>.jpg` and `instances.json` with `videos` and one annotation per
+  track with per-frame `segmentations` (compressed RLE, null where the track is absent).
+- davis: the DAVIS layout: `JPEGImages/<res>/<sequence>/00000.jpg`, `Annotations/<res>/<sequence>/
+  00000.png` palette PNGs (index = track; at most 255 tracks a sequence), `ImageSets/all.txt`.
+  Where tracks overlap the later annotation wins (a palette PNG holds one index a pixel).
+Video frames are extracted to JPEG files on export (COCO: `frames/<video stem>/<index>.jpg`, the
+exported file names pointing there), so every tool reads them. An annotation without a track is a
+track of its own in the sequence formats.
 
 Annotations that could not be decoded on load are not exported (they are counted in the report),
 nor images whose size is beyond `annotator.core.limits` or annotations whose mask does not fit
@@ -32,7 +41,7 @@ from pathlib import Path
 import numpy as np
 
 from annotator.core.atomic import atomic_write_bytes
-from annotator.core.coco import OUR_KEY, project_document, serialize_document
+from annotator.core.coco import OUR_KEY, _is_file, project_document, serialize_document
 from annotator.core.limits import size_problem
 from annotator.core.project import Annotation, ImageRecord, Project
 from annotator.errors import UserError
@@ -43,6 +52,8 @@ FORMATS = {
     "png": "instance-id and class-id PNG per image, with legend.json",
     "cutouts": "one transparent RGBA PNG per annotation",
     "yolo": "YOLO segmentation labels, images and data.yaml",
+    "youtube-vis": "sequences as YouTube-VIS (videos, per-frame RLE per track, JPEG frames)",
+    "davis": "sequences in the DAVIS layout (JPEG frames, palette PNGs: index = track)",
 }
 
 
@@ -128,6 +139,8 @@ def export_project(
         "png": _export_png,
         "cutouts": _export_cutouts,
         "yolo": _export_yolo,
+        "youtube-vis": _export_youtube_vis,
+        "davis": _export_davis,
     }[fmt]
     steps = _Steps(fmt, dest, len(project.images), progress, cancelled)
     try:
@@ -188,8 +201,36 @@ def _export_coco(project: Project, dest: Path, steps: _Steps) -> ExportReport:
     steps.check()
     target = _coco_target(dest)
     document = _decoded_document(project, target)
+    files = _extract_video_frames(project, document, target.parent)
     atomic_write_bytes(target, serialize_document(document))
-    return ExportReport("coco", target, len(project.images), project.total_annotations(), 1)
+    return ExportReport("coco", target, len(project.images), project.total_annotations(), 1 + files)
+
+
+def _extract_video_frames(project: Project, document: dict, folder: Path) -> int:
+    """Video frames written as JPEG files under folder/frames/<video stem>/ and the document's
+    file names pointing there (our key keeps the video and frame index); returns how many."""
+    from annotator.core.video import video_frame_of
+
+    written = 0
+    for record, entry in zip(project.images, document["images"], strict=True):
+        frame = video_frame_of(project.image_path(record))
+        if frame is None:
+            continue
+        relative = f"frames/{_safe_name(frame[0].stem)}/{frame[1]:06d}.jpg"
+        _write_frame(project.image_path(record), folder / relative)
+        entry["file_name"] = relative
+        written += 1
+    return written
+
+
+def _write_frame(source: Path, target: Path) -> None:
+    """A video frame as a JPEG file (quality 95)."""
+    from PIL import Image
+
+    from annotator.core.images import load_image
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(load_image(source)).save(target, format="JPEG", quality=95)
 
 
 def _export_coco_polygons(project: Project, dest: Path, steps: _Steps) -> ExportReport:
@@ -382,7 +423,7 @@ def _export_yolo(project: Project, dest: Path, steps: _Steps) -> ExportReport:
     for record in project.images:
         steps.check()
         source = project.image_path(record)
-        if not source.is_file():
+        if not _is_file(source):
             report.skipped.append(
                 f"Image {record.id} ({record.file_name}) is missing: its labels were not exported."
             )
@@ -405,7 +446,7 @@ def _export_yolo(project: Project, dest: Path, steps: _Steps) -> ExportReport:
                 lines.append(f"{class_index[annotation.category_id]} {coords}")
             report.annotations += 1
         stem = names[record.id]
-        _link_or_copy(source, dest / "images" / f"{stem}{source.suffix.lower()}")
+        _link_or_copy(source, dest / "images" / f"{stem}{source.suffix.lower()}")  # video: a JPEG
         atomic_write_bytes(
             dest / "labels" / f"{stem}.txt", "".join(line + "\n" for line in lines).encode()
         )
@@ -418,8 +459,13 @@ def _export_yolo(project: Project, dest: Path, steps: _Steps) -> ExportReport:
 
 
 def _link_or_copy(source: Path, target: Path) -> None:
+    from annotator.core.video import video_frame_of
+
     if target.exists():
         target.unlink()
+    if video_frame_of(source) is not None:
+        _write_frame(source, target)
+        return
     try:
         os.link(source, target)
     except OSError:
@@ -440,3 +486,172 @@ def _data_yaml(project: Project, dest: Path) -> str:
         f"  {i}: {json.dumps(c.name, ensure_ascii=False)}" for i, c in enumerate(project.categories)
     ]
     return "\n".join(lines) + "\n"
+
+
+# ------------------------------------------------------------------------------------ sequences
+def _sequences(project: Project) -> list[tuple[str, list[ImageRecord]]]:
+    """(name, frames in order) of each sequence: the frames of one video file, or the images of
+    one folder, in the project's order. Names are unique and safe as folder names."""
+    from annotator.core.video import video_frame_of
+
+    groups: dict[Path, list[ImageRecord]] = {}
+    for record in project.images:
+        path = project.image_path(record)
+        frame = video_frame_of(path)
+        groups.setdefault(frame[0] if frame is not None else path.parent, []).append(record)
+    names: dict[str, int] = {}
+    result = []
+    for source, records in groups.items():
+        name = _safe_name(source.stem if source.suffix else source.name) or "sequence"
+        names[name] = names.get(name, 0) + 1
+        result.append((name if names[name] == 1 else f"{name}_{names[name]}", records))
+    return result
+
+
+def _tracks_of(project: Project, records: list[ImageRecord]) -> dict[int, list[Annotation]]:
+    """Track -> its annotations in the frames; an annotation without a track is one of its own
+    (keyed by minus its id, after the real tracks)."""
+    tracks: dict[int, list[Annotation]] = {}
+    for record in records:
+        for annotation in project.annotations_of(record.id):
+            key = annotation.track if annotation.track is not None else -annotation.id
+            tracks.setdefault(key, []).append(annotation)
+    return dict(sorted(tracks.items(), key=lambda item: (item[0] < 0, abs(item[0]))))
+
+
+def _frame_file(project: Project, record: ImageRecord, target: Path) -> None:
+    source = project.image_path(record)
+    if source.suffix.lower() in (".jpg", ".jpeg"):
+        _link_or_copy(source, target)
+    else:  # sequence tools read JPEG frames only
+        _write_frame(source, target)
+
+
+def _export_youtube_vis(project: Project, dest: Path, steps: _Steps) -> ExportReport:
+    dest.mkdir(parents=True, exist_ok=True)
+    report = ExportReport("youtube-vis", dest)
+    videos, annotations = [], []
+    for video_id, (name, records) in enumerate(_sequences(project), start=1):
+        folder = dest / "JPEGImages" / name
+        folder.mkdir(parents=True, exist_ok=True)
+        file_names = []
+        for position, record in enumerate(records):
+            steps.check()
+            _frame_file(project, record, folder / f"{position:05d}.jpg")
+            file_names.append(f"{name}/{position:05d}.jpg")
+            report.files += 1
+            report.images += 1
+            steps.advance()
+        first = records[0]
+        videos.append({
+            "id": video_id, "name": name, "width": first.width, "height": first.height,
+            "length": len(records), "file_names": file_names,
+        })  # fmt: skip
+        position_of = {r.id: i for i, r in enumerate(records)}
+        for track, members in _tracks_of(project, records).items():
+            segmentations: list = [None] * len(records)
+            areas: list = [None] * len(records)
+            boxes: list = [None] * len(records)
+            for annotation in members:  # two annotations of a track on a frame: united
+                i = position_of[annotation.image_id]
+                mask = _mask(annotation, project.image(annotation.image_id), report)
+                if mask is None:
+                    continue
+                if segmentations[i] is not None:
+                    from annotator.core.masks import decode_rle
+
+                    mask = mask | decode_rle(segmentations[i])
+                from annotator.core.masks import encode_mask, rle_area, rle_bbox
+
+                rle = encode_mask(mask)
+                segmentations[i], areas[i], boxes[i] = rle, rle_area(rle), list(rle_bbox(rle))
+                report.annotations += 1
+            annotations.append({
+                "id": len(annotations) + 1, "video_id": video_id,
+                "category_id": members[0].category_id, "iscrowd": 0,
+                "height": first.height, "width": first.width, "length": 1,
+                "segmentations": segmentations, "areas": areas, "bboxes": boxes,
+                OUR_KEY: {"track": track if track > 0 else None},
+            })  # fmt: skip
+    document = {
+        "info": {"description": "exported by Annotator", "format": "YouTube-VIS"},
+        "videos": videos,
+        "categories": [
+            {"id": c.id, "name": c.name, "supercategory": c.supercategory}
+            for c in project.categories
+        ],
+        "annotations": annotations,
+    }
+    atomic_write_bytes(dest / "instances.json", serialize_document(document))
+    report.files += 1
+    return report
+
+
+def _davis_palette() -> list[int]:
+    """The palette of DAVIS's annotation PNGs (PASCAL VOC's): index i's colour from its bits."""
+    palette = []
+    for i in range(256):
+        r = g = b = 0
+        c = i
+        for shift in range(7, -1, -1):
+            r |= (c & 1) << shift
+            g |= ((c >> 1) & 1) << shift
+            b |= ((c >> 2) & 1) << shift
+            c >>= 3
+        palette += [r, g, b]
+    return palette
+
+
+def _export_davis(project: Project, dest: Path, steps: _Steps) -> ExportReport:
+    from PIL import Image
+
+    dest.mkdir(parents=True, exist_ok=True)
+    report = ExportReport("davis", dest)
+    palette = _davis_palette()
+    names, legend = [], {}
+    for name, records in _sequences(project):
+        tracks = list(_tracks_of(project, records))
+        if len(tracks) > 255:
+            raise UserError(
+                f"Sequence {name} has {len(tracks)} tracks; a DAVIS palette PNG holds at most 255."
+            )
+        # index = the track id where the ids fit a palette index (annotations without a track
+        # take the free indexes), else the track's rank
+        real = [t for t in tracks if t > 0]
+        if all(t <= 255 for t in real):
+            free = (i for i in range(1, 256) if i not in set(real))
+            index_of = {t: (t if t > 0 else next(free)) for t in tracks}
+        else:
+            index_of = {t: i + 1 for i, t in enumerate(tracks)}
+        legend[name] = {str(i): (t if t > 0 else None) for t, i in index_of.items()}
+        res = "480p" if records[0].height == 480 else "Full-Resolution"
+        images = dest / "JPEGImages" / res / name
+        labels = dest / "Annotations" / res / name
+        images.mkdir(parents=True, exist_ok=True)
+        labels.mkdir(parents=True, exist_ok=True)
+        for position, record in enumerate(records):
+            steps.check()
+            _frame_file(project, record, images / f"{position:05d}.jpg")
+            indexes = np.zeros((record.height, record.width), np.uint8)
+            for annotation in project.annotations_of(record.id):
+                mask = _mask(annotation, record, report)
+                if mask is None:
+                    continue
+                track = annotation.track if annotation.track is not None else -annotation.id
+                indexes[mask] = index_of[track]
+                report.annotations += 1
+            png = Image.fromarray(indexes, mode="P")
+            png.putpalette(palette)
+            png.save(labels / f"{position:05d}.png", format="PNG")
+            report.files += 2
+            report.images += 1
+            steps.advance()
+        names.append(name)
+    (dest / "ImageSets").mkdir(exist_ok=True)
+    atomic_write_bytes(dest / "ImageSets" / "all.txt", "".join(n + "\n" for n in names).encode())
+    atomic_write_bytes(
+        dest / "tracks.json",
+        json.dumps({"palette_index_to_track": legend}, indent=1).encode(),
+    )
+    report.files += 2
+    return report

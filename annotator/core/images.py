@@ -122,6 +122,11 @@ def list_images(folder: Path) -> list[Path]:
 
 def read_image_size(path: Path) -> tuple[int, int]:
     """(width, height) as displayed (after EXIF rotation), read from the header only."""
+    from annotator.core import video
+
+    if (frame := video.video_frame_of(path)) is not None:  # a frame of a video file
+        info = video.probe_video(frame[0])
+        return info.width, info.height
     Image = _pil()
     try:
         with Image.open(_read_url(str(path)) if is_url(path) else path) as im:
@@ -152,7 +157,12 @@ def _read_url(url: str):
 
 
 def load_image(path: Path | str) -> np.ndarray:
-    """The image at `path` (a path or an fsspec URL) as HxWx3 uint8 RGB, EXIF orientation applied."""
+    """The image at `path` (a path or an fsspec URL) as HxWx3 uint8 RGB, EXIF orientation
+    applied; a frame of a video (`annotator.core.video.video_frame_of`) is decoded from the video."""
+    from annotator.core import video
+
+    if not is_url(path) and (frame := video.video_frame_of(path)) is not None:
+        return video.read_frame(*frame)
     Image = _pil()
     from PIL import ImageOps
 

@@ -200,6 +200,7 @@ def _annotation_json(a: Annotation) -> dict:
         "iscrowd": a.iscrowd,
         "extra": dict(a.extra),
         "original": dict(a.original) if a.original is not None else None,
+        **({"track": a.track, "propagated": a.propagated} if a.track is not None else {}),
     }
 
 
@@ -217,6 +218,8 @@ def _annotation_from(v: Mapping) -> Annotation:
         int(v.get("iscrowd", 0)),
         dict(v.get("extra") or {}),
         dict(v["original"]) if v.get("original") is not None else None,
+        int(v["track"]) if v.get("track") is not None else None,
+        bool(v.get("propagated", False)),
     )
 
 

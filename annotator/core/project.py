@@ -54,6 +54,9 @@ class Annotation:
     rle: compressed COCO RLE {"size": [H, W], "counts": str} of the HxW bool mask.
     area: foreground pixels; bbox: COCO [x, y, w, h] pixel extent of the mask.
     extra: foreign per-annotation keys (e.g. "attributes", "score"), written back verbatim.
+    track: in a sequence, the object this is one frame of (the same id on every frame), or None.
+    propagated: made by propagation from another frame (re-propagation may replace it); a hand
+        edit of the mask (`with_new_mask`, `commands.EditMask`) makes it the person's.
     original: for an annotation read from a file whose segmentation was not our compressed RLE
         (polygons, uncompressed RLE) or whose area/bbox differ from ours: those raw values, written
         back unchanged while the mask is unchanged. An edited mask makes a new Annotation without
@@ -70,6 +73,8 @@ class Annotation:
     iscrowd: int = 0
     extra: Mapping = field(default_factory=dict)
     original: Mapping | None = None
+    track: int | None = None
+    propagated: bool = False
 
     def mask(self) -> np.ndarray:
         """HxW bool mask, decoded from the RLE."""
@@ -146,7 +151,7 @@ def with_new_mask(annotation: Annotation, mask: np.ndarray) -> Annotation:
     new = annotation_from_mask(
         annotation.id, annotation.image_id, annotation.category_id, mask, annotation.iscrowd
     )
-    return replace(new, extra=annotation.extra)
+    return replace(new, extra=annotation.extra, track=annotation.track)
 
 
 def default_categories() -> list[Category]:

@@ -958,6 +958,13 @@ def _read_project(path: Path | None) -> tuple[Project, list[str], list[ImageReco
     if path.suffix.lower() == ".json":
         project, report = load_project(path)
         return project, report.messages(), []
+    from annotator.core.video import is_video_file
+
+    if is_video_file(path):
+        from annotator.core.sequence import video_project
+
+        project = video_project(path)
+        return project, list(project.unreadable_images), []
     if is_image_file(path):
         existing = path.parent / PROJECT_NAME
         if existing.is_file():

@@ -257,6 +257,7 @@ def _check_polygon_bounds(
 
 def _check_image_files(path: Path, document: dict, images: dict, problems: list[Problem]) -> None:
     from annotator.core.images import read_image_size
+    from annotator.core.video import probe_video, video_frame_of
 
     project = Project(path)
     ours = document.get(OUR_KEY) if isinstance(document.get(OUR_KEY), dict) else {}
@@ -269,8 +270,9 @@ def _check_image_files(path: Path, document: dict, images: dict, problems: list[
     for image_id, record in records.items():
         where = f"images[{images[image_id][0]}] (id {image_id})"
         file = project.image_path(record)
+        frame = video_frame_of(file)
         try:
-            exists = file.is_file()
+            exists = (frame[0] if frame is not None else file).is_file()
         except (OSError, ValueError) as exc:  # e.g. a name too long for this file system
             problems.append(
                 Problem(
@@ -281,8 +283,26 @@ def _check_image_files(path: Path, document: dict, images: dict, problems: list[
             )
             continue
         if not exists:
-            problems.append(Problem(where, f"image file {record.file_name} is missing"))
+            missing = (
+                f"the video of frame {record.file_name}"
+                if frame
+                else f"image file {record.file_name}"
+            )
+            problems.append(Problem(where, f"{missing} is missing"))
             continue
+        if frame is not None:  # a frame of a video: the video decodes and has that frame
+            try:
+                count = probe_video(frame[0]).frame_count
+            except UserError as exc:
+                problems.append(Problem(where, str(exc).rstrip(".")))
+                continue
+            if frame[1] >= count:
+                problems.append(
+                    Problem(
+                        where, f"frame {frame[1]} is past the end of the video ({count} frames)"
+                    )
+                )
+                continue
         try:
             size = read_image_size(file)
         except UserError as exc:

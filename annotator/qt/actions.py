@@ -111,6 +111,13 @@ ACTIONS: tuple[ActionSpec, ...] = (
         "Find the phrase in every image; instances become annotations with their scores",
     ),
     ActionSpec(
+        "propagate",
+        "&Propagate Through Frames",
+        ("Ctrl+Shift+P",),
+        "Prompts",
+        "Propagate this frame's masks (the selected track, else all) with SAM 2.x (timeline)",
+    ),
+    ActionSpec(
         "tool_sam", "&SAM Click Tool", ("S",), "Tools", "Click and drag to prompt SAM", True
     ),
     ActionSpec(

@@ -44,6 +44,7 @@ from annotator.qt.inference import (
 )
 from annotator.qt.overlay import OverlayItem
 from annotator.qt.project_files import ProjectFiles
+from annotator.qt.propagation import Propagation
 from annotator.qt.segment_everything import SegmentEverything
 from annotator.qt.settings import Settings
 from annotator.qt.window_layout import (
@@ -94,6 +95,7 @@ class MainWindow(QMainWindow):
         self.everything = SegmentEverything(self)
         self.finder = FindController(self)  # SAM 3: Ctrl+F, Ctrl+Shift+F
         self.tools = EditTools(self)
+        self.propagation = Propagation(self)  # the timeline of a sequence, Ctrl+Shift+P
         self._connect()
         self._recovery_timer = QTimer(self)
         self._recovery_timer.setInterval(RECOVERY_TICK_MS)

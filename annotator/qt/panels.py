@@ -244,6 +244,9 @@ class AnnotationPanel(QWidget):
         for annotation in reversed(annotations):
             category = by_id.get(annotation.category_id)
             name = category.name if category else f"? ({annotation.category_id})"
+            if annotation.track is not None:  # a sequence: which object this frame shows
+                made = ", propagated" if annotation.propagated else ""
+                name = f"{name} · track {annotation.track}{made}"
             item = QTreeWidgetItem(self.tree, [name, f"{annotation.area:,}", str(annotation.id)])
             item.setData(0, ID_ROLE, annotation.id)
             if category:

@@ -22,7 +22,8 @@ from annotator.qt.project_io import ProjectIO
 log = logging.getLogger(__name__)
 
 IMAGE_FILTER = (
-    "Projects and images (*.json *.png *.jpg *.jpeg *.tif *.tiff *.bmp *.webp);;All files (*)"
+    "Projects, images and videos (*.json *.png *.jpg *.jpeg *.tif *.tiff *.bmp *.webp "
+    "*.mp4 *.mov *.avi *.mkv *.m4v *.webm);;All files (*)"
 )
 
 

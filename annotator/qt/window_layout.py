@@ -189,6 +189,7 @@ def build_menus_and_toolbar(self) -> None:
                 None,
                 "find",
                 "find_all",
+                "propagate",
             ],
         ),
         ("&View", ["fit", "zoom_in", "zoom_out", "hide_overlays"]),

@@ -155,7 +155,15 @@ def test_unknown_format_is_a_user_error(tmp_path):
     project, _ = _project(tmp_path / "p")
     with pytest.raises(UserError, match="Unknown export format"):
         export_project(project, "voc", tmp_path / "x")
-    assert set(FORMATS) == {"coco", "coco-polygons", "png", "cutouts", "yolo"}
+    assert set(FORMATS) == {
+        "coco",
+        "coco-polygons",
+        "png",
+        "cutouts",
+        "yolo",
+        "youtube-vis",
+        "davis",
+    }
 
 
 @pytest.mark.parametrize("fmt", ["coco-polygons", "png"])
