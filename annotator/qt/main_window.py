@@ -597,6 +597,10 @@ class MainWindow(QMainWindow):
         self.annotation_panel.set_annotations(annotations, self.project.categories)
         self._refresh_overlay()
 
+    def refresh_overlay(self) -> None:
+        """Redraw the current image's masks (a propagation landed a frame)."""
+        self._refresh_overlay()
+
     def _refresh_overlay(self) -> None:
         record = self.current_record()
         if record is None or self.display is None:
@@ -617,6 +621,12 @@ class MainWindow(QMainWindow):
                     annotation.id in selected,
                 )
             )
+        # What a running propagation has made for this frame, before it is the project's.
+        propagation = getattr(self, "propagation", None)  # None while the window is built
+        previews = propagation.preview_masks(record.id) if propagation is not None else []
+        for n, (category_id, mask) in enumerate(previews):
+            if mask.shape == (self.display.height, self.display.width):
+                items.append(OverlayItem(-1 - n, mask, self._category_color(category_id)))
         items.sort(key=lambda item: item.selected)  # selected ones on top
         self.canvas.set_overlay_items(items)
         self.tools.refresh_color()  # the tools' preview follows the selected mask

@@ -6,7 +6,9 @@ Propagate plans on the GUI thread (`annotator.core.sequence.plan_propagation`: t
 annotation's track when one is selected on this frame, else every track of the frame), the worker
 runs SAM 2.x's video predictor sharing the loaded image engine's weights and streams each frame's
 masks back (compact RLE); the person keeps clicking meanwhile (the worker answers clicks between
-frames). When it ends, or on Cancel with what has landed, the results become ONE undo step.
+frames). Each frame's masks are drawn as they land (`preview_masks`, over the frame shown, in the
+track's colour) before they are the project's: when it ends, or on Cancel with what has landed,
+the results become ONE undo step.
 """
 
 from __future__ import annotations
@@ -203,12 +205,42 @@ class Propagation(QObject):
             self.window.controller.cancel_task()
         self._apply(f"Propagation cancelled after {len(self.results)} frame(s)")
 
+    def preview_masks(self, image_id: int) -> list[tuple[int, object]]:
+        """(category id, HxW bool mask) of what the running propagation has made for the image
+        `image_id` so far (not yet in the project), for the window to draw; [] otherwise."""
+        plan = self.plan
+        if not self.running or plan is None or self.window.project is not self.project:
+            return []
+        try:
+            position = plan.image_ids.index(image_id)
+        except ValueError:
+            return []
+        rles = self.results.get(position)
+        if not rles:
+            return []
+        from annotator.core.masks import decode_rle
+
+        return [
+            (plan.categories.get(track, 0), decode_rle(rle).astype(bool))
+            for track, rle in sorted(rles.items())
+            if rle is not None
+        ]
+
     def _on_partial(self, value) -> None:
         if self.running and isinstance(value, PropagatedFrame):
             self.results[value.position] = value.rles
             self.frame_label.setText(
                 f"Frame {self.window.current_index} · {len(self.results)} done"
             )
+            record = self.window.current_record()
+            plan = self.plan
+            if (
+                record is not None
+                and plan is not None
+                and value.position < len(plan.image_ids)
+                and plan.image_ids[value.position] == record.id
+            ):
+                self.window.refresh_overlay()  # the frame shown just landed: draw it now
 
     def _on_progress(self, done: int, total: int) -> None:
         if self.running:

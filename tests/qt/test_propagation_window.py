@@ -175,3 +175,47 @@ def test_another_task_replacing_propagation_is_left_alone_by_cancel(
     window.controller.cancel_task()
     assert window.propagation.start()  # propagation can start again
     window.propagation.cancel()
+
+
+def test_each_frame_is_drawn_as_it_lands(qtbot, make_window, sam2_engine, frames_project):
+    from annotator.core.masks import decode_rle
+
+    window = make_window(sam2_engine, frames_project)
+    wait_ready(qtbot, window, timeout=60000)
+    _seed(window)
+    worker = window.controller.worker
+    gate, reading_third = threading.Event(), threading.Event()
+    load = worker._load_image
+
+    def held_load(path):  # hold the propagation at its third frame
+        if path.endswith("00002.jpg") and not gate.is_set():
+            reading_third.set()
+            gate.wait(timeout=120)
+        return load(path)
+
+    def previews():
+        return [item for item in window.canvas._items if item.key < 0]
+
+    worker._load_image = held_load
+    try:
+        assert window.propagation.start()
+        qtbot.waitUntil(lambda: len(window.propagation.results) == 2, timeout=300000)
+        landed = window.propagation.results[1]
+        window.go_to(1)  # a landed frame, not yet the project's: drawn from the stream
+        # (the worker is held inside the task: the pixels come, the embedding waits)
+        qtbot.waitUntil(lambda: window.display is not None, timeout=60000)
+        expected = [decode_rle(rle).astype(bool) for rle in landed.values() if rle is not None]
+        assert expected  # the tiny model keeps the object on frame 1 (else nothing to check)
+        shown = previews()
+        assert len(shown) == len(expected) and window.project.annotations_of(
+            window.project.images[1].id
+        ) == []
+        for item, mask in zip(shown, expected):
+            np.testing.assert_array_equal(item.mask, mask)
+        window.go_to(3)  # not reached yet: nothing to draw
+        qtbot.waitUntil(lambda: window.display is not None, timeout=60000)
+        assert previews() == []
+    finally:
+        gate.set()
+    qtbot.waitUntil(lambda: not window.propagation.running, timeout=300000)
+    assert previews() == []  # landed as annotations: drawn as the project's own
