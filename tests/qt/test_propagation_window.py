@@ -207,10 +207,11 @@ def test_each_frame_is_drawn_as_it_lands(qtbot, make_window, sam2_engine, frames
         expected = [decode_rle(rle).astype(bool) for rle in landed.values() if rle is not None]
         assert expected  # the tiny model keeps the object on frame 1 (else nothing to check)
         shown = previews()
-        assert len(shown) == len(expected) and window.project.annotations_of(
-            window.project.images[1].id
-        ) == []
-        for item, mask in zip(shown, expected):
+        assert (
+            len(shown) == len(expected)
+            and window.project.annotations_of(window.project.images[1].id) == []
+        )
+        for item, mask in zip(shown, expected, strict=True):
             np.testing.assert_array_equal(item.mask, mask)
         window.go_to(3)  # not reached yet: nothing to draw
         qtbot.waitUntil(lambda: window.display is not None, timeout=60000)
