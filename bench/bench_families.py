@@ -4,7 +4,7 @@ in the same run (random weights at the official sizes; speed does not depend on 
     python bench/bench_families.py [FAMILY ...] [--no-vit-b]    # mobilesam, hq_tiny, sam2.1_t, efficientvit_l0
 
 Each row: set_image vs encode (median of 2, interleaved), predict vs decode for one point
-(median of 5), on a 1024x768 image; the engine loads through `families.load_model` with its default
+(median of 15), on a 1024x768 image; the engine loads through `families.load_model` with its default
 paths (the ONNX decoder where the family shares SAM's). At the end, a first mask on a new
 image with the fastest family (encode + decode) is raced against stock vit_b's set_image + predict,
 interleaved (skip it with --no-vit-b). Nothing is asserted.
@@ -127,7 +127,7 @@ def bench(name: str) -> str:
             ),
             "ours": lambda: engine.decode(embedding, prompts).mask(0),
         },
-        repeat=5,
+        repeat=15,
     )
     e_ref, e_ours = embeds["reference"]["median"], embeds["ours"]["median"]
     c_ref, c_ours = clicks["reference"]["median"], clicks["ours"]["median"]
