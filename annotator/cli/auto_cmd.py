@@ -215,16 +215,21 @@ def run_auto(
                 )
         except KeyboardInterrupt:
             bar.close()
-            print(
-                f"annotator: stopped after {len(report.processed)} image(s); {out.name} holds every "
-                "finished image: run the same command again to continue.",
-                file=sys.stderr,
-            )
+            print_stopped(len(report.processed), out)
             raise
         bar.close()
         return report
     finally:
         session.close()
+
+
+def print_stopped(processed: int, out: Path) -> None:
+    """What a batch command says when Ctrl+C stopped it (the project holds what was finished)."""
+    print(
+        f"annotator: stopped after {processed} image(s); {out.name} holds every "
+        "finished image: run the same command again to continue.",
+        file=sys.stderr,
+    )
 
 
 def _segment_on_ray(pending, checkpoint, model_type, device, settings, store, options, finish):

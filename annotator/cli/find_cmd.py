@@ -17,7 +17,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from annotator.cli import add_model_arguments
-from annotator.cli.auto_cmd import _open_session, _progress_bar, _records_by_path, category_named
+from annotator.cli.auto_cmd import (
+    _open_session,
+    _progress_bar,
+    _records_by_path,
+    category_named,
+    print_stopped,
+)
 from annotator.errors import UserError
 
 DEFAULT_THRESHOLD = 0.5
@@ -223,11 +229,7 @@ def run_find(
                     on_image_saved(record.file_name, added)
         except KeyboardInterrupt:
             bar.close()
-            print(
-                f"annotator: stopped after {len(report.processed)} image(s); {out.name} holds every "
-                "finished image: run the same command again to continue.",
-                file=sys.stderr,
-            )
+            print_stopped(len(report.processed), out)
             raise
         bar.close()
         return report

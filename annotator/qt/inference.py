@@ -371,26 +371,21 @@ class InferenceWorker(QObject):
             self._prefetch = []
 
     # ---------------------------------------------------------------- worker-thread side
-    def _take(self):
+    # Mailbox slots in the order the worker serves them: a click first, then the embedding a
+    # person waits for, then the long jobs; between two steps of a task only the first two.
+    _SLOTS = ("_engine_spec", "_decode", "_encode", "_auto", "_task")
+    _INTERACTIVE_SLOTS = ("_decode", "_encode")
+
+    def _take(self, slots: tuple[str, ...] = _SLOTS):
         with self._mailbox_lock:
             if self._stopping:
                 return None
-            if self._engine_spec is not None:
-                job, self._engine_spec = self._engine_spec, None
-                return job
-            if self._decode is not None:
-                job, self._decode = self._decode, None
-                return job
-            if self._encode is not None:
-                job, self._encode = self._encode, None
-                return job
-            if self._auto is not None:
-                job, self._auto = self._auto, None
-                return job
-            if self._task is not None:
-                job, self._task = self._task, None
-                return job
-            if self._prefetch and self.engine is not None:
+            for slot in slots:
+                job = getattr(self, slot)
+                if job is not None:
+                    setattr(self, slot, None)
+                    return job
+            if slots is self._SLOTS and self._prefetch and self.engine is not None:
                 return ("prefetch", self._prefetch.pop(0))
             return None
 
@@ -536,19 +531,6 @@ class InferenceWorker(QObject):
             return
         finish(proposals=tuple(compact), seconds=time.perf_counter() - start)
 
-    def _take_interactive(self):
-        """A waiting click or embedding job, taken between two steps of a task."""
-        with self._mailbox_lock:
-            if self._stopping:
-                return None
-            if self._decode is not None:
-                job, self._decode = self._decode, None
-                return job
-            if self._encode is not None:
-                job, self._encode = self._encode, None
-                return job
-            return None
-
     def _run_task(self, job: TaskJob) -> None:
         def finish(**result) -> None:
             self.task_finished.emit(TaskFinished(job.serial, **result))
@@ -571,7 +553,7 @@ class InferenceWorker(QObject):
                     return
                 if value is not None and not job.cancel.is_set():
                     self.task_partial.emit(job.serial, value)
-                while (waiting := self._take_interactive()) is not None:
+                while (waiting := self._take(self._INTERACTIVE_SLOTS)) is not None:
                     if isinstance(waiting, DecodeJob):
                         self._run_decode(waiting)
                     else:
