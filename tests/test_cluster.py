@@ -225,6 +225,27 @@ def test_an_unreachable_cluster_is_one_sentence(run_env, tmp_path, tiny_sam_chec
     assert "Traceback" not in result.stderr
 
 
+def test_a_ray_client_address_is_refused_in_one_sentence(tmp_path, tiny_sam_checkpoint):
+    """Ray Data cannot run through Ray Client (ray://): said before anything starts."""
+    images = _images(tmp_path / "images", 1)
+    result = _annotator(
+        dict(os.environ),
+        "embed",
+        str(images),
+        "--checkpoint",
+        str(tiny_sam_checkpoint),
+        "--store",
+        str(tmp_path / "store"),
+        "--ray",
+        "--ray-address",
+        "ray://127.0.0.1:10001",
+    )
+    assert result.returncode == 2
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("annotator: Ray Data does not run through a Ray Client address")
+    assert "Traceback" not in result.stderr and not (tmp_path / "store").exists()
+
+
 def test_embed_on_ray_needs_a_store_and_the_store_must_be_writable(
     run_env, tmp_path, tiny_sam_checkpoint
 ):

@@ -82,8 +82,8 @@ def add_ray_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--ray-address",
         metavar="ADDRESS",
-        help="an existing cluster: ray://HOST:10001, HOST:PORT or auto (default: a local Ray "
-        "runtime on this machine)",
+        help="an existing cluster, from one of its nodes: HOST:PORT (the head's) or auto "
+        "(default: a local Ray runtime on this machine)",
     )
     group.add_argument(
         "--ray-actors",

@@ -294,6 +294,14 @@ def _connect(ray, options: RayOptions) -> None:
             logging_level=logging.WARNING,
         )
         return
+    if address.startswith("ray://"):
+        # Ray Data needs a driver inside the cluster: through a Ray Client connection (ray 2.60)
+        # its executor fails on the client's worker ("no attribute 'core_worker'"), tried here.
+        raise UserError(
+            f"Ray Data does not run through a Ray Client address ({address}): run the command on "
+            "a node of the cluster with --ray-address HOST:PORT (the head's port, 6379 by "
+            "default) or auto, or send it there with `ray job submit`."
+        )
     if address != "auto":
         _check_reachable(address)
     try:
@@ -308,7 +316,7 @@ def _check_reachable(address: str) -> None:
     hostport = address.split("://", 1)[-1].rsplit("/", 1)[0]
     host, _, port = hostport.rpartition(":")
     if not host or not port.isdigit():
-        raise UserError(f"Bad --ray-address {address!r}: use ray://HOST:PORT, HOST:PORT or auto.")
+        raise UserError(f"Bad --ray-address {address!r}: use HOST:PORT or auto.")
     try:
         with socket.create_connection((host.strip("[]"), int(port)), _CONNECT_TIMEOUT_S):
             pass
