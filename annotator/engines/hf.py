@@ -164,10 +164,7 @@ class HfSamEngine:
             pixels = inputs["pixel_values"].to(self.device)
             if self.kind == "sam2":
                 maps = self.model.get_image_embeddings(pixels)
-                shapes = [tuple(m.shape[1:]) for m in maps]
-                if shapes != [tuple(layout) for layout in self._layout]:
-                    raise ValueError(f"unexpected SAM 2 feature maps {shapes}")
-                features = torch.cat([m.reshape(-1) for m in maps])
+                features = pack_feature_maps(maps, self._layout, "SAM 2")
             elif self.hq:
                 features, intermediate = self.model.get_image_embeddings(pixels)
                 early = intermediate[0].permute(0, 3, 1, 2)  # B x D x 64 x 64
@@ -256,16 +253,7 @@ class HfSamEngine:
             mask = torch.tensor(np.asarray(prompts.mask_input), dtype=torch.float, device=device)
             inputs["input_masks"] = mask.reshape(1, 1, *mask.shape[-2:])
         with self._lock, torch.inference_mode():
-            flat = torch.as_tensor(np.asarray(embedding.features), device=device)
-            maps, start = [], 0
-            for channels, height, width in self._layout:
-                n = channels * height * width
-                maps.append(flat[start : start + n].view(1, channels, height, width))
-                start += n
-            if start != flat.numel():
-                raise ValueError(
-                    "This embedding was made by another model; encode the image again."
-                )
+            maps = unpack_feature_maps(embedding.features, self._layout, device)
             out = self.model(image_embeddings=maps, multimask_output=prompts.multimask, **inputs)
             masks = processor.post_process_masks(out.pred_masks.cpu(), original)[0][0]
             return Prediction(
@@ -276,3 +264,30 @@ class HfSamEngine:
 
     def describe(self) -> str:
         return f"{self.name}: {self.info.describe()}; encoder stock, decoder torch"
+
+
+def pack_feature_maps(maps, layout, title: str):
+    """1xCxHxW feature maps (torch) -> one flat tensor, after checking their (C, H, W) against
+    `layout`; the multi-level embeddings of SAM 2 and SAM 3 are cached as one array this way."""
+    import torch
+
+    shapes = [tuple(m.shape[1:]) for m in maps]
+    if shapes != [tuple(level) for level in layout]:
+        raise ValueError(f"unexpected {title} feature maps {shapes}")
+    return torch.cat([m.reshape(-1) for m in maps])
+
+
+def unpack_feature_maps(features, layout, device) -> list:
+    """The inverse of `pack_feature_maps`: a flat array -> 1xCxHxW torch views on `device`.
+    Raises ValueError when the size is not the layout's (an embedding of another model)."""
+    import torch
+
+    flat = torch.as_tensor(np.asarray(features), device=device)
+    maps, start = [], 0
+    for channels, height, width in layout:
+        n = channels * height * width
+        maps.append(flat[start : start + n].view(1, channels, height, width))
+        start += n
+    if start != flat.numel():
+        raise ValueError("This embedding was made by another model; encode the image again.")
+    return maps

@@ -656,19 +656,9 @@ class SamEngine:
         import torch
 
         device, original_size = self.device, embedding.original_size
-        coords = labels = box = mask_input = None
-        if len(prompts.points):
-            points = self.transform.apply_coords(np.asarray(prompts.points), original_size)
-            coords = torch.as_tensor(points, dtype=torch.float, device=device)[None, :, :]
-            labels = torch.as_tensor(np.asarray(prompts.labels), dtype=torch.int, device=device)
-            labels = labels[None, :]
-        if prompts.box is not None:
-            boxes = self.transform.apply_boxes(np.asarray(prompts.box), original_size)
-            box = torch.as_tensor(boxes, dtype=torch.float, device=device)[None, :]
-        if prompts.mask_input is not None:
-            # A copy: the logits come from an immutable (read-only) Prediction.
-            mask_input = torch.tensor(prompts.mask_input, dtype=torch.float, device=device)
-            mask_input = mask_input.reshape(1, 1, *mask_input.shape[-2:])  # 1x1x256x256
+        coords, labels, box, mask_input = prompt_tensors(
+            self.transform, prompts, original_size, device
+        )
         model = self.model
         with self._lock, torch.inference_mode():
             features = torch.as_tensor(embedding.features, device=device)
@@ -699,6 +689,28 @@ class SamEngine:
             f" (Linear {self.linear_backend if self._image_encoder is not None else 'chosen at the first image'})"
             f", decoder {self.decoder_kind}"
         )
+
+
+def prompt_tensors(transform, prompts: Prompts, original_size, device):
+    """(coords 1xNx2 float, labels 1xN int, box 1x4 float, mask_input 1x1x256x256 float), each
+    None when absent, in the model's input frame, as SamPredictor.predict makes them; shared by
+    every engine whose prompt encoder is SAM's."""
+    import torch
+
+    coords = labels = box = mask_input = None
+    if len(prompts.points):
+        points = transform.apply_coords(np.asarray(prompts.points), original_size)
+        coords = torch.as_tensor(points, dtype=torch.float, device=device)[None, :, :]
+        labels = torch.as_tensor(np.asarray(prompts.labels), dtype=torch.int, device=device)
+        labels = labels[None, :]
+    if prompts.box is not None:
+        boxes = transform.apply_boxes(np.asarray(prompts.box), original_size)
+        box = torch.as_tensor(boxes, dtype=torch.float, device=device)[None, :]
+    if prompts.mask_input is not None:
+        # A copy: the logits come from an immutable (read-only) Prediction.
+        mask_input = torch.tensor(prompts.mask_input, dtype=torch.float, device=device)
+        mask_input = mask_input.reshape(1, 1, *mask_input.shape[-2:])
+    return coords, labels, box, mask_input
 
 
 class ResizeLongestSide:

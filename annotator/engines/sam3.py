@@ -32,6 +32,7 @@ import numpy as np
 
 from annotator.core.proposals import CompactProposal
 from annotator.engines.base import Embedding, Prediction, Prompts
+from annotator.engines.hf import pack_feature_maps, unpack_feature_maps
 from annotator.errors import UserError
 
 PREPROCESS_VERSION = 1
@@ -215,10 +216,7 @@ class Sam3Engine:
             inputs = self.processor(images=image, return_tensors="pt")
             pixels = inputs["pixel_values"].to(self.device)
             levels = self.model.get_vision_features(pixel_values=pixels).fpn_hidden_states[:-1]
-            shapes = [tuple(m.shape[1:]) for m in levels]
-            if shapes != self._layout:
-                raise ValueError(f"unexpected SAM 3 feature maps {shapes}")
-            features = torch.cat([m.reshape(-1) for m in levels]).float().cpu().numpy()
+            features = pack_feature_maps(levels, self._layout, "SAM 3").float().cpu().numpy()
         return Embedding(
             original_size=(int(image.shape[0]), int(image.shape[1])),
             input_size=tuple(int(v) for v in pixels.shape[-2:]),
@@ -227,19 +225,11 @@ class Sam3Engine:
         )
 
     def _vision_embeds(self, embedding: Embedding):
-        import torch
         from transformers.models.sam3.modeling_sam3 import Sam3VisionEncoderOutput
 
         if embedding.fingerprint != self.fingerprint:
             raise ValueError("This embedding was made by another model; encode the image again.")
-        flat = torch.as_tensor(np.asarray(embedding.features), device=self.device)
-        maps, start = [], 0
-        for channels, height, width in self._layout:
-            n = channels * height * width
-            maps.append(flat[start : start + n].view(1, channels, height, width))
-            start += n
-        if start != flat.numel():
-            raise ValueError("This embedding was made by another model; encode the image again.")
+        maps = unpack_feature_maps(embedding.features, self._layout, self.device)
         encode_position = self.model.vision_encoder.neck.position_encoding
         positions = [encode_position(m.shape, m.device, m.dtype) for m in maps]
         # forward drops the last level of each tuple: pad with the last real one (never read).

@@ -166,19 +166,12 @@ class HqEngine:
             raise ValueError("This embedding was made by another model; encode the image again.")
         if prompts.is_empty():
             raise ValueError("decode needs at least one point or a box.")
-        device, original_size = self.device, embedding.original_size
-        coords = labels = box = mask_input = None
-        if len(prompts.points):
-            points = self.transform.apply_coords(np.asarray(prompts.points), original_size)
-            coords = torch.as_tensor(points, dtype=torch.float, device=device)[None, :, :]
-            labels = torch.as_tensor(np.asarray(prompts.labels), dtype=torch.int, device=device)
-            labels = labels[None, :]
-        if prompts.box is not None:
-            boxes = self.transform.apply_boxes(np.asarray(prompts.box), original_size)
-            box = torch.as_tensor(boxes, dtype=torch.float, device=device)[None, :]
-        if prompts.mask_input is not None:
-            mask_input = torch.tensor(prompts.mask_input, dtype=torch.float, device=device)
-            mask_input = mask_input.reshape(1, 1, *mask_input.shape[-2:])
+        from annotator.engines.sam import prompt_tensors
+
+        original_size = embedding.original_size
+        coords, labels, box, mask_input = prompt_tensors(
+            self.transform, prompts, original_size, self.device
+        )
         model = self.model
         with self._lock, torch.inference_mode():
             features, (early,) = self.predictor_features(embedding)
