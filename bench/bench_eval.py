@@ -4,9 +4,9 @@ Turns the 60 DAVIS-2016 frames in ../shared/datasets/davis2016-frames into a pro
 `annotator eval`'s driver (20 clicks, the benchmark clicker) with the GrabCut engine of earlier
 versions, the current no-model engine and, with --sam, a random-weight SAM (the tiny test
 architecture, and vit_b with --vit-b). Prints NoC@85, NoC@90, mean IoU after 1 click, ms per
-click and the NoC ratios; then the no-model engine's ms per click on the frames scaled to 1024 px
-wide (the issue's bound: under 300 ms on 2 cores). Reports go to the bench folder; --plot draws
-the curves.
+click and the NoC ratios; each no-model engine's mean IoU from one box per object (the object's
+bounding box); then the no-model engine's ms per click on the frames scaled to 1024 px wide (the
+issue's bound: under 300 ms on 2 cores). Reports go to the bench folder; --plot draws the curves.
 
     .venv/bin/python bench/bench_eval.py [--images N] [--sam] [--vit-b] [--plot docs/eval-davis.png]
 """
@@ -85,6 +85,29 @@ def _run(engine, project, images, label: str, max_clicks: int = 20):
     return report
 
 
+def _box_ious(engines, project) -> dict[str, list[float]]:
+    """Each engine's IoU from one box per object: the object's own bounding box, one mask."""
+    import numpy as np
+
+    from annotator.core.images import load_image
+    from annotator.engines.base import Prompts
+
+    ious: dict[str, list[float]] = {engine.name: [] for engine in engines}
+    for record in project.images:
+        image = load_image(project.image_path(record))
+        embeddings = [engine.encode(image) for engine in engines]
+        for annotation in project.annotations_of(record.id):
+            truth = annotation.mask()
+            ys, xs = np.nonzero(truth)
+            if len(xs) == 0:
+                continue
+            box = np.array([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1], np.float32)
+            for engine, embedding in zip(engines, embeddings, strict=True):
+                mask = engine.decode(embedding, Prompts(box=box, multimask=False)).mask(0)
+                ious[engine.name].append(float((mask & truth).sum() / max(1, (mask | truth).sum())))
+    return ious
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, help="only the first N frames")
@@ -92,6 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--vit-b", action="store_true", help="also a random-weight vit_b SAM")
     parser.add_argument("--plot", type=Path, help="draw the mean-IoU curves to this PNG")
     parser.add_argument("--skip-speed", action="store_true", help="no 1024 px timing")
+    parser.add_argument("--skip-box", action="store_true", help="no one-box IoU")
     parser.add_argument(
         "--engines",
         default="grabcut,classic",
@@ -135,6 +159,13 @@ def main(argv: list[str] | None = None) -> int:
             f"mIoU@1 {after.curve()[0] / max(1e-9, before.curve()[0]):.2f}x",
             flush=True,
         )
+    if not args.skip_box:
+        ious = _box_ious([GrabCutEngine(), ClassicEngine()], project)
+        means = {name: sum(v) / len(v) for name, v in ious.items()}
+        for name, mean in means.items():
+            print(f"{name:32s} one box (the object's bounding box): mean IoU {mean:.3f}")
+        before_box, after_box = means.values()
+        print(f"one box, after / before: {after_box / before_box:.2f}x", flush=True)
     if args.plot is not None and reports:
         plot_curves(reports, args.plot)
         print(f"plot: {args.plot}")

@@ -64,9 +64,22 @@ def _images(folder: Path, count: int, size=(96, 128), broken: bool = False) -> P
 
 def _annotator(env, *args: str, wait: bool = True):
     command = [sys.executable, "-m", "annotator", *args]
-    if not wait:
-        return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    if not wait:  # to be sent Ctrl+C: as from a terminal, whatever this process inherited
+        return subprocess.Popen(
+            command,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            preexec_fn=_interruptible,
+        )
     return subprocess.run(command, env=env, capture_output=True, text=True, timeout=500)
+
+
+def _interruptible() -> None:
+    """In the child before exec: SIGINT delivered and handled by default (an earlier test's
+    library may have left it blocked or ignored in this process, and children inherit both)."""
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _store_entries(folder: Path) -> dict[str, np.ndarray]:
@@ -103,7 +116,8 @@ def test_auto_on_the_cluster_interrupted_and_resumed_writes_the_local_runs_proje
 ):
     """Ctrl+C mid-run leaves a valid project; the rerun completes it; the result equals the
     single-process run's: proposals, order, ids, masks."""
-    count = 6
+    count = 12  # enough left after the first saved image for Ctrl+C to land mid-run (6 were
+    # all finished within the signal's delivery once)
     images = _images(tmp_path / "images", count, broken=True)
     base = ["auto", str(images), "--checkpoint", str(tiny_sam_checkpoint), "--device", "cpu"]
     local = _annotator(run_env, *base, "--out", str(tmp_path / "local.json"), *AUTO_ARGS)

@@ -8,11 +8,12 @@ tell the difference: `Prediction.low_res_logits` are 256x256 logits in SAM's low
 previous prediction's logits come back as `Prompts.mask_input`.
 
 ClassicEngine, in short (details in its docstring; figures from `annotator eval` on DAVIS in the
-README): the first clicks grow a region along the image (geodesic distance on an edge-cost map,
-so it stops at edges: one click on a flat region gives the region) that seeds GrabCut; a box seeds
-GrabCut as a rectangle; every later click relabels the pixels near it that the mask got wrong and
-GrabCut then refines only a band around the outline, so corrections accumulate instead of the
-whole mask being recomputed.
+README, reasons in decision 0012): a first click gets candidates (a region grown along the image
+until edges stop it, so a click on a flat region gives the region; GrabCut around the click),
+ordered by how object-like they look (`mask_quality`); a box gets GrabCut from the rectangle and
+with its centre held, and keeps the answer that fills the box best; every later click relabels the
+pixels near it that the mask got wrong and GrabCut refines only a window around them, on the
+exact mask the previous logits came from (`MaskMemory`), so corrections add up pixel for pixel.
 
 GrabCutEngine: how prompts seed GrabCut (inside a region of interest, the rest of the image is
 background):
@@ -45,16 +46,20 @@ ITERATIONS = 3
 LOGIT = 10.0  # magnitude of the logits this engine emits
 CANDIDATE_SCORES = (0.9, 0.8, 0.7)
 
-# ClassicEngine (click edits): measured with `annotator eval` on DAVIS (bench/bench_eval.py).
+# ClassicEngine: measured with `annotator eval` on DAVIS (bench/bench_eval.py, decision 0012).
 PROC_SIDE = 512  # geodesic distances are computed at this long side
 EPSILON = 0.01  # cost of a step through a flat region (per pixel)
 EDGE_WEIGHT = 1.0  # cost of a step across an edge of the image's typical (90th percentile) strength
 TAU = 4.0  # geodesic reach of a correction click
-REACH = 1.0  # a click's edit reaches this many times its distance to the right label
-BAND = 0.15  # after a click GrabCut may relabel only this far (times sqrt(area)) from the outline
-REFINE_ITERATIONS = 2  # GrabCut iterations after a click (the first prompt gets ITERATIONS)
+REACH = 1.0  # a click's edit reaches this many times its distance r to the right label
+WINDOW = 8.0  # GrabCut after a click may change only this many r around the relabelled pixels
+BAND_CLICK = 2.0  # ... and there only this many r from the outline (at most BAND * sqrt(area))
+BAND = 0.15  # the band's cap, times sqrt(area) of the mask
+REFINE_ITERATIONS = 2  # GrabCut iterations after a click (a box gets ITERATIONS)
 TAU_FIRST = 4.0  # geodesic reach of the first clicks
 DISK = 0.05  # radius of the probable-object disk around a first click (of the long side)
+BOX_CORES = (0.25, 0.45)  # ellipses (fractions of the box) held as object in a box's answers
+RING = 0.1  # mask_quality compares a mask's colours with a ring this wide (times sqrt(area))
 LOGIT_PER_PIXEL = 2.0  # logits per low-res pixel of signed distance
 
 
@@ -283,56 +288,45 @@ def _fill_holes(mask: np.ndarray) -> np.ndarray:
 
 
 # ==============================================================================================
-# The no-model engine the app uses: GrabCut for the first prompt, then clicks that edit locally.
+# The no-model engine the app uses: scored first answers, then clicks that edit locally.
 
 
 class ClassicEngine:
-    """The first clicks grow a region along the image; each later click corrects it locally.
+    """First prompts get scored candidates; each later click corrects the mask near it only.
 
     encode keeps the working image (as GrabCutEngine) and, at a processing size (long side
     PROC_SIDE), an edge-cost map: EPSILON + EDGE_WEIGHT * g**2, g the CIELAB gradient magnitude
     over the image's own 90th percentile. decode:
-    - first prompt, clicks only: the pixels geodesically within TAU_FIRST of a positive click
-      (nearer to it than to a negative one: the region stops at edges) plus a disk of DISK times
-      the long side around it are probable object for GrabCut, in a window holding them all;
-    - first prompt with a box: GrabCut seeded by the box (and the clicks), as GrabCutEngine;
-    - later prompts (mask_input): the mask the logits describe, and each click it gets wrong (a
+    - first prompt, clicks only: two answers, each with its parts touching a positive click: the
+      region geodesically within TAU_FIRST of a positive click (it stops at edges; a click on a
+      flat region gives the region) plus a disk around it, refined by GrabCut; and GrabCut seeded
+      by a window around the clicks (GrabCutEngine's answer). Each is scored by `mask_quality`
+      (how strong the image's edges are along its outline, times how different its colours are
+      from a ring around it) and the best come first;
+    - first prompt with a box: GrabCut from the box as a rectangle, and with an ellipse at the
+      box's centre held as object (a quarter and near half of the box): the answer whose own
+      bounding box best matches the drawn box wins (a box is drawn tight around its object);
+    - later prompts (mask_input): the mask those logits came from, exactly (`MaskMemory`; or the
+      mask the logits describe when they are not this engine's), and each click it gets wrong (a
       positive one outside it, a negative one inside) relabels the pixels near it: geodesically
-      within TAU, nearer to it than to any click of the other label, and within REACH times its
-      distance to the nearest pixel of its own label (where the error it sits in must end);
-      GrabCut then refines at the working size, the relabelled pixels fixed and only a band of
-      BAND * sqrt(area) around the outline free, so one click cannot flip distant parts.
-    multimask adds the parts touching a positive click and the mask with its holes filled (scores
-    only order them). Low-res logits hold the signed distance to the mask's outline (low-res
-    pixels, clipped to +-LOGIT), so feeding them back keeps the outline to a fraction of a pixel.
-    Figures (`annotator eval` on DAVIS, bench/bench_eval.py) are in the README.
+      within TAU, nearer to it than to any click of the other label, within REACH times its
+      distance r to the nearest pixel of its own label; GrabCut then refines only a window of
+      WINDOW * r around the relabelled pixels (at most sqrt(area)), and in it only a band of
+      BAND_CLICK * r around the outline: the rest of the mask stays as it was, pixel for pixel,
+      so corrections add up instead of the whole outline being refitted at every click.
+    Low-res logits hold the signed distance to the mask's outline (low-res pixels, clipped to
+    +-LOGIT), so a mask from elsewhere comes back to about a pixel. Figures (`annotator eval` on
+    DAVIS, bench/bench_eval.py) are in the README; decision 0012 says why.
     """
 
     name = "Classic (no model)"
     device = "cpu"
-    fingerprint = "classic-edit-v2"
+    fingerprint = "classic-edit-v3"
     cacheable = False
 
-    def __init__(
-        self,
-        proc_side: int | None = None,
-        epsilon: float | None = None,
-        edge_weight: float | None = None,
-        tau: float | None = None,
-        reach: float | None = None,
-        refine: bool = True,
-        band: float | None = None,
-        tau_first: float | None = None,
-    ) -> None:
-        self.tau_first = TAU_FIRST if tau_first is None else tau_first
-        self.refine = refine
-        self.band = BAND if band is None else band
-        self.proc_side = proc_side or PROC_SIDE
-        self.epsilon = EPSILON if epsilon is None else epsilon
-        self.edge_weight = EDGE_WEIGHT if edge_weight is None else edge_weight
-        self.tau = TAU if tau is None else tau
-        self.reach = REACH if reach is None else reach
+    def __init__(self) -> None:
         self._grabcut = GrabCutEngine()
+        self._memory = MaskMemory()
 
     def encode(self, image: np.ndarray) -> Embedding:
         """The working image (long side <= 1024) plus the processing-size edge-cost map."""
@@ -341,127 +335,103 @@ class ClassicEngine:
         base = self._grabcut.encode(image)
         working = base.features
         work_h, work_w = working.shape[:2]
-        scale = min(1.0, self.proc_side / max(work_h, work_w))
+        scale = min(1.0, PROC_SIDE / max(work_h, work_w))
         proc_size = (max(1, round(work_w * scale)), max(1, round(work_h * scale)))
         proc = cv2.resize(working, proc_size, interpolation=cv2.INTER_AREA)
+        features = ClassicFeatures(working, edge_costs(proc, EPSILON, EDGE_WEIGHT), next(_TOKENS))
         return Embedding(
             original_size=base.original_size,
             input_size=base.input_size,
-            features=ClassicFeatures(working, edge_costs(proc, self.epsilon, self.edge_weight)),
+            features=features,
             fingerprint=self.fingerprint,
         )
 
     def decode(self, embedding: Embedding, prompts: Prompts) -> Prediction:
         """CxHxW bool masks, C scores and Cx256x256 logits (C = 3 with multimask, else 1)."""
-        import cv2
-
         if prompts.is_empty():
             raise ValueError("decode needs at least one point or a box")
-        features = embedding.features
-        height, width = embedding.original_size
-        proc_h, proc_w = features.costs.shape
-        to_proc = np.array([proc_w / width, proc_h / height])
-        points = (np.asarray(prompts.points, np.float64).reshape(-1, 2) + 0.5) * to_proc - 0.5
-        labels = np.asarray(prompts.labels).reshape(-1)
-        seeds = np.clip(np.rint(points[:, ::-1]).astype(int), 0, (proc_h - 1, proc_w - 1))
-
-        work_h, work_w = features.working.shape[:2]
-        start = None
+        frame = _Frame(embedding, prompts)
         if prompts.mask_input is not None:
-            previous = _logits_to_size(prompts.mask_input, embedding, (proc_h, proc_w)) > 0
-        elif prompts.box is not None:  # GrabCut's answer to the box, at the working size
-            start = self._grabcut_start(embedding, prompts)
-            previous = cv2.resize(start.astype(np.uint8), (proc_w, proc_h), cv2.INTER_AREA) > 0
-        else:  # clicks only: what they reach without crossing edges, then GrabCut around it
-            start = self._grow_start(embedding, prompts, seeds, labels)
-            previous = cv2.resize(start.astype(np.uint8), (proc_w, proc_h), cv2.INTER_AREA) > 0
-        edited = edit_with_clicks(previous, features.costs, seeds, labels, self.tau, self.reach)
-        changed = edited != previous
-        if start is not None and not changed.any():
-            result = start
-        elif self.refine:  # at the working size: the outline is not limited by PROC_SIDE
-            result = self._refine(embedding, prompts, edited, changed)
+            previous = self._memory.recall(embedding.features.token, prompts.mask_input)
+            if previous is None:  # logits from elsewhere (another engine, a file)
+                previous = _logits_to_size(prompts.mask_input, embedding, frame.work_shape) > 0
+            candidates = [self._correct(embedding, frame, previous)]
+            scores = [CANDIDATE_SCORES[0]]
+        elif prompts.box is not None:
+            start = self._box_start(embedding, prompts)
+            candidates = [self._correct(embedding, frame, start)]
+            scores = [CANDIDATE_SCORES[0]]
         else:
-            result = _resize_mask(edited.astype(np.uint8), (work_h, work_w))
-
-        candidates = [result]
-        if prompts.multimask:
-            as_bytes = result.astype(np.uint8)
-            in_work = (np.asarray(prompts.points, np.float64).reshape(-1, 2) + 0.5) * (
-                work_w / width,
-                work_h / height,
-            ) - 0.5
-            candidates += [
-                _parts_touching(as_bytes, in_work[labels == 1]).astype(bool),
-                _fill_holes(as_bytes).astype(bool),
+            candidates, scores = self._click_starts(embedding, prompts, frame)
+        if prompts.multimask and len(candidates) < 3:
+            best = candidates[0].astype(np.uint8)
+            extra = [
+                _parts_touching(best, frame.work_points[frame.labels == 1]).astype(bool),
+                _fill_holes(best).astype(bool),
             ]
+            candidates += extra[: 3 - len(candidates)]
+            scores += [s * 0.9 for s in CANDIDATE_SCORES[1 : 1 + len(extra)]]
+        count = 3 if prompts.multimask else 1
+        candidates, scores = candidates[:count], scores[:count]
+        height, width = embedding.original_size
         masks = np.zeros((len(candidates), height, width), dtype=bool)
         logits = np.empty((len(candidates), LOW_RES_SIZE, LOW_RES_SIZE), np.float32)
         for i, candidate in enumerate(candidates):
             masks[i] = _resize_mask(candidate.astype(np.uint8), (height, width))
             logits[i] = _signed_distance_logits(candidate, embedding)
-        scores = np.array(CANDIDATE_SCORES[: len(candidates)], np.float32)
-        return Prediction(masks=masks, scores=scores, low_res_logits=logits)
+            self._memory.remember(embedding.features.token, logits[i], candidate)
+        return Prediction(masks=masks, scores=np.array(scores, np.float32), low_res_logits=logits)
 
-    def _grow_start(self, embedding, prompts: Prompts, seeds, labels) -> np.ndarray:
-        """The first answer to clicks: the region geodesically within TAU_FIRST of a positive
-        click (and nearer to it than to a negative one) plus a disk around each, refined by
-        GrabCut over a window holding both. HxW bool at the working size."""
+    # -- first prompts ----------------------------------------------------------------------
+
+    def _click_starts(self, embedding, prompts: Prompts, frame) -> tuple[list, list]:
+        """Scored answers to a first prompt of clicks, best first: HxW bool at the working
+        size, each already holding its clicks' labels, and their scores (in (0, 1))."""
+        grown = self._grow_start(embedding, frame)
+        grab = self._grabcut_start(embedding, prompts, multimask=True)
+        answers = [grown, _parts_touching(grown.astype(np.uint8), frame.positive_work())]
+        answers += [grab[0], grab[1]]
+        answers = [self._correct(embedding, frame, a.astype(bool)) for a in answers]
+        unique = []
+        for answer in answers:
+            if not any(np.array_equal(answer, u) for u in unique):
+                unique.append(answer)
+        features = embedding.features
+        quality = [mask_quality(features.working, features.costs, a) for a in unique]
+        order = np.argsort(-np.asarray(quality), kind="stable")
+        return [unique[i] for i in order], [float(quality[i]) for i in order]
+
+    def _grow_start(self, embedding, frame) -> np.ndarray:
+        """The region geodesically within TAU_FIRST of a positive click (and nearer to it than
+        to a negative one) plus a disk around each, refined by GrabCut over a window holding
+        both. HxW bool at the working size."""
         import cv2
 
         costs = embedding.features.costs
-        d_pos = _geodesic(costs, seeds[labels == 1])
-        d_neg = _geodesic(costs, seeds[labels != 1])
-        grown = ((d_pos < self.tau_first) & (d_pos < d_neg)).astype(np.uint8)
-        working = embedding.features.working
-        work_h, work_w = working.shape[:2]
+        labels = frame.labels
+        d_pos = _geodesic(costs, frame.proc_seeds[labels == 1])
+        d_neg = _geodesic(costs, frame.proc_seeds[labels != 1])
+        grown = ((d_pos < TAU_FIRST) & (d_pos < d_neg)).astype(np.uint8)
+        work_h, work_w = frame.work_shape
         prior = cv2.resize(grown, (work_w, work_h), interpolation=cv2.INTER_NEAREST)
-        height, width = embedding.original_size
-        points = np.asarray(prompts.points, np.float64).reshape(-1, 2)
-        points = points * (work_w / width, work_h / height)
         radius = max(3, round(DISK * max(work_h, work_w)))
-        for (x, y), label in zip(np.rint(points).astype(int), labels, strict=True):
+        for (x, y), label in zip(np.rint(frame.work_points).astype(int), labels, strict=True):
             if label == 1:
                 cv2.circle(prior, (int(x), int(y)), radius, 1, -1)
-        return self._refine(embedding, prompts, prior > 0, None)
-
-    def _refine(self, embedding, prompts: Prompts, edited, changed) -> np.ndarray:
-        """GrabCut over the edited mask (processing size): its pixels are probable labels, the
-        edits definite ones. HxW bool at the working size."""
-        import cv2
-
-        working = embedding.features.working
-        work_h, work_w = working.shape[:2]
-        height, width = embedding.original_size
-        to_work = np.array([work_w / width, work_h / height])
-        points = np.asarray(prompts.points, np.float64).reshape(-1, 2) * to_work
-        labels = np.asarray(prompts.labels).reshape(-1)
-        size = (work_w, work_h)
-        prior = cv2.resize(edited.astype(np.uint8), size, interpolation=cv2.INTER_LINEAR) > 0
-        if changed is None:
-            sure = np.zeros((work_h, work_w), bool)
-        else:
-            sure = cv2.resize(changed.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST) > 0
         grab = self._grabcut
+        points = frame.work_points
+        prior = prior > 0
         x0, y0, x1, y1 = grab._region_of_interest(points, labels, None, prior, (work_h, work_w))
         seeds = grab._seed(points - (x0, y0), labels, None, prior, (x0, y0, x1, y1))
         window = (slice(y0, y1), slice(x0, x1))
-        if self.band:  # far from the outline the mask stays as it is: no distant flips
-            inner = cv2.distanceTransform(prior.astype(np.uint8), cv2.DIST_L2, 3)
-            outer = cv2.distanceTransform((~prior).astype(np.uint8), cv2.DIST_L2, 3)
-            area = float(np.count_nonzero(prior))
-            band = max(4.0, self.band * np.sqrt(area))
-            seeds[(inner > band)[window] & (seeds == cv2.GC_PR_FGD)] = cv2.GC_FGD
-            seeds[(outer > band)[window] & (seeds == cv2.GC_PR_BGD)] = cv2.GC_BGD
-        seeds[sure[window] & prior[window]] = cv2.GC_FGD
-        seeds[sure[window] & ~prior[window]] = cv2.GC_BGD
-        cut = grab._grabcut(working[window], seeds, REFINE_ITERATIONS)
-        full = np.zeros((work_h, work_w), np.uint8)
-        full[window] = cut
-        return full > 0
+        cut = grab._grabcut(embedding.features.working[window], seeds, REFINE_ITERATIONS)
+        full = np.zeros((work_h, work_w), bool)
+        full[window] = cut > 0
+        return full
 
-    def _grabcut_start(self, embedding: Embedding, prompts: Prompts) -> np.ndarray:
-        """GrabCut's answer to the prompts (its first candidate), HxW bool at the working size."""
+    def _grabcut_start(self, embedding: Embedding, prompts: Prompts, multimask: bool = False):
+        """GrabCutEngine's answers to the prompts (without mask_input): list of HxW bool at the
+        working size (its three candidates with multimask, else one)."""
         working = embedding.features.working
         grab = Embedding(working.shape[:2], embedding.input_size, working, embedding.fingerprint)
         height, width = embedding.original_size
@@ -472,17 +442,256 @@ class ClassicEngine:
             box = (np.asarray(prompts.box, np.float32).reshape(4) * np.tile(scale, 2)).astype(
                 np.float32
             )
-        single = Prompts(points.astype(np.float32), prompts.labels, box, multimask=False)
-        return np.asarray(self._grabcut.decode(grab, single).mask(0))
+        asked = Prompts(points.astype(np.float32), prompts.labels, box, multimask=multimask)
+        prediction = self._grabcut.decode(grab, asked)
+        return [np.asarray(prediction.mask(i)) for i in range(len(prediction.scores))]
+
+    def _box_start(self, embedding: Embedding, prompts: Prompts) -> np.ndarray:
+        """The answer to a box (and its clicks, if any): GrabCut from the rectangle, and with an
+        ellipse of BOX_CORES of the box at its centre held as object; the one whose bounding box
+        best matches the drawn box. HxW bool at the working size."""
+        import cv2
+
+        working = embedding.features.working
+        work_h, work_w = working.shape[:2]
+        height, width = embedding.original_size
+        box = np.asarray(prompts.box, np.float64).reshape(4) * np.tile(
+            (work_w / width, work_h / height), 2
+        )
+        box = np.clip(box, 0, np.tile((work_w, work_h), 2))
+        answers = [self._grabcut_start(embedding, prompts)[0].astype(bool)]
+        grab = self._grabcut
+        points = np.asarray(prompts.points, np.float64).reshape(-1, 2) * (
+            work_w / width,
+            work_h / height,
+        )
+        labels = np.asarray(prompts.labels).reshape(-1)
+        x0, y0, x1, y1 = grab._region_of_interest(points, labels, box, None, (work_h, work_w))
+        window = (slice(y0, y1), slice(x0, x1))
+        base = grab._seed(points - (x0, y0), labels, box, None, (x0, y0, x1, y1))
+        centre = ((box[0] + box[2]) / 2 - x0, (box[1] + box[3]) / 2 - y0)
+        for core in BOX_CORES:
+            seeds = base.copy()
+            axes = (
+                max(1, int(core * (box[2] - box[0]) / 2)),
+                max(1, int(core * (box[3] - box[1]) / 2)),
+            )
+            core_mask = np.zeros(seeds.shape, np.uint8)
+            cv2.ellipse(core_mask, (int(centre[0]), int(centre[1])), axes, 0, 0, 360, 1, -1)
+            seeds[(core_mask > 0) & (seeds != cv2.GC_BGD)] = cv2.GC_FGD
+            full = np.zeros((work_h, work_w), bool)
+            full[window] = grab._grabcut(working[window], seeds) > 0
+            answers.append(full)
+        fits = [_box_fit(answer, box) for answer in answers]
+        return answers[int(np.argmax(fits))]
+
+    # -- corrections ------------------------------------------------------------------------
+
+    def _correct(self, embedding, frame, previous: np.ndarray) -> np.ndarray:
+        """`previous` (HxW bool, working size) corrected by the clicks it gets wrong, changed
+        only near them; every click's own pixel ends with its label."""
+        import cv2
+
+        result = previous.copy()
+        wrong_clicks = [
+            i
+            for i, ((row, col), label) in enumerate(
+                zip(frame.work_seeds, frame.labels, strict=True)
+            )
+            if result[row, col] != (label == 1)
+        ]
+        if wrong_clicks:
+            proc_h, proc_w = embedding.features.costs.shape
+            coarse = cv2.resize(result.astype(np.uint8), (proc_w, proc_h), cv2.INTER_AREA) > 0
+            edited = edit_with_clicks(
+                coarse, embedding.features.costs, frame.proc_seeds, frame.labels, TAU, REACH
+            )
+            changed = edited != coarse
+            if changed.any():
+                result = self._refine_near(
+                    embedding, frame, result, edited, changed, wrong_clicks[-1]
+                )
+        result[tuple(frame.work_seeds[frame.labels == 1].T)] = True
+        result[tuple(frame.work_seeds[frame.labels != 1].T)] = False
+        return result
+
+    def _refine_near(self, embedding, frame, mask, edited, changed, index) -> np.ndarray:
+        """GrabCut over a window around the relabelled pixels (`edited` and `changed` at the
+        processing size): free only in a band around the edited outline; the window's border,
+        the relabelled pixels and the clicks are held. HxW bool at the working size."""
+        import cv2
+
+        work_h, work_w = frame.work_shape
+        size = (work_w, work_h)
+        changed_w = cv2.resize(changed.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST) > 0
+        edited_w = cv2.resize(edited.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST) > 0
+        prior = np.where(changed_w, edited_w, mask)
+        area = float(max(1, np.count_nonzero(prior)))
+        row, col = frame.work_seeds[index]
+        wanted = bool(frame.labels[index] == 1)
+        wrong = (mask != wanted).astype(np.uint8)
+        if wrong.all():
+            r = np.sqrt(area)
+        else:
+            r = float(cv2.distanceTransform(wrong, cv2.DIST_L2, 3)[row, col])
+        reach = max(16.0, min(WINDOW * r, np.sqrt(area)))
+        ys, xs = np.nonzero(changed_w)
+        y0, y1 = int(max(0, ys.min() - reach)), int(min(work_h, ys.max() + 1 + reach))
+        x0, x1 = int(max(0, xs.min() - reach)), int(min(work_w, xs.max() + 1 + reach))
+        window = (slice(y0, y1), slice(x0, x1))
+        near, held, relabelled = prior[window], mask[window], changed_w[window]
+        seeds = np.where(near, cv2.GC_PR_FGD, cv2.GC_PR_BGD).astype(np.uint8)
+        inner = cv2.distanceTransform(near.astype(np.uint8), cv2.DIST_L2, 3)
+        outer = cv2.distanceTransform((~near).astype(np.uint8), cv2.DIST_L2, 3)
+        band = max(3.0, min(BAND_CLICK * r, BAND * np.sqrt(area)))
+        seeds[(inner > band) & near] = cv2.GC_FGD
+        seeds[(outer > band) & ~near] = cv2.GC_BGD
+        seeds[relabelled & near] = cv2.GC_FGD
+        seeds[relabelled & ~near] = cv2.GC_BGD
+        border = np.zeros(near.shape, bool)  # where the window meets the rest of the mask
+        border[0, :] |= y0 > 0
+        border[-1, :] |= y1 < work_h
+        border[:, 0] |= x0 > 0
+        border[:, -1] |= x1 < work_w
+        seeds[border & held] = cv2.GC_FGD
+        seeds[border & ~held] = cv2.GC_BGD
+        sure = max(2, round(max(seeds.shape) / 60))
+        for (y, x), label in zip(frame.work_seeds, frame.labels, strict=True):
+            if y0 <= y < y1 and x0 <= x < x1:
+                value = cv2.GC_FGD if label == 1 else cv2.GC_BGD
+                cv2.circle(seeds, (int(x - x0), int(y - y0)), sure, int(value), -1)
+        cut = self._grabcut._grabcut(embedding.features.working[window], seeds, REFINE_ITERATIONS)
+        cut = cut > 0
+        cut[seeds == cv2.GC_FGD] = True  # GrabCut may run at a smaller size: held stays held
+        cut[seeds == cv2.GC_BGD] = False
+        result = mask.copy()
+        result[window] = cut
+        return result
+
+
+class _Frame:
+    """One decode's clicks in the engine's frames: points (x, y) at the working size, and
+    (row, col) seeds at the working and processing sizes."""
+
+    def __init__(self, embedding: Embedding, prompts: Prompts) -> None:
+        features = embedding.features
+        height, width = embedding.original_size
+        self.work_shape = features.working.shape[:2]
+        work_h, work_w = self.work_shape
+        proc_h, proc_w = features.costs.shape
+        points = np.asarray(prompts.points, np.float64).reshape(-1, 2)
+        self.labels = np.asarray(prompts.labels).reshape(-1)
+        self.work_points = (points + 0.5) * (work_w / width, work_h / height) - 0.5
+        self.work_seeds = _seeds(self.work_points, (work_h, work_w))
+        proc_points = (points + 0.5) * (proc_w / width, proc_h / height) - 0.5
+        self.proc_seeds = _seeds(proc_points, (proc_h, proc_w))
+
+    def positive_work(self) -> np.ndarray:
+        return self.work_points[self.labels == 1]
+
+
+def _seeds(points: np.ndarray, shape) -> np.ndarray:
+    """Nx2 int (row, col) of Nx2 (x, y) points, inside an image of `shape`."""
+    return np.clip(np.rint(points[:, ::-1]).astype(int), 0, (shape[0] - 1, shape[1] - 1))
+
+
+class MaskMemory:
+    """The masks behind the low-res logits this engine handed out, at the working size.
+
+    The Segmenter interface carries a previous mask as SAM's 256x256 logits; a mask made at the
+    working size (up to 1024 px) loses its finer outline there, and every click would start from
+    a blurred copy. So the engine remembers what each of its logits came from (keyed by the
+    embedding and a hash of the logits' bytes, packed bits, the last CAPACITY) and a later
+    mask_input with the same values gets that mask back exactly. Thread-safe."""
+
+    CAPACITY = 64
+
+    def __init__(self) -> None:
+        import threading
+        from collections import OrderedDict
+
+        self._masks: OrderedDict = OrderedDict()
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def _key(token: int, logits) -> tuple[int, bytes]:
+        import hashlib
+
+        values = np.ascontiguousarray(np.asarray(logits, np.float32).reshape(-1))
+        return token, hashlib.blake2b(values.tobytes(), digest_size=16).digest()
+
+    def remember(self, token: int, logits, mask: np.ndarray) -> None:
+        key = self._key(token, logits)
+        with self._lock:
+            self._masks[key] = (np.packbits(mask), mask.shape)
+            self._masks.move_to_end(key)
+            while len(self._masks) > self.CAPACITY:
+                self._masks.popitem(last=False)
+
+    def recall(self, token: int, logits) -> np.ndarray | None:
+        """The HxW bool mask behind `logits` (1x256x256 or 256x256), or None if unknown."""
+        key = self._key(token, logits)
+        with self._lock:
+            entry = self._masks.get(key)
+        if entry is None:
+            return None
+        bits, shape = entry
+        return np.unpackbits(bits, count=shape[0] * shape[1]).reshape(shape).astype(bool)
+
+
+_TOKENS = __import__("itertools").count(1)  # one per encoded image: MaskMemory's keys
+
+
+def mask_quality(image: np.ndarray, costs: np.ndarray, mask: np.ndarray) -> float:
+    """How much `mask` (HxW bool at the image's size) looks like an object, in [0, 1): the mean
+    edge strength along its outline (g from the edge-cost map, at its size, over 1 + g) times the
+    total-variation distance between the colours inside it and in a ring around it (CIELAB, 8
+    levels per channel). 0 for an empty or full mask. Used only to order candidates."""
+    import cv2
+
+    if not mask.any() or mask.all():
+        return 0.0
+    proc_h, proc_w = costs.shape
+    small = cv2.resize(mask.astype(np.uint8), (proc_w, proc_h), interpolation=cv2.INTER_NEAREST)
+    outline = small - cv2.erode(small, np.ones((3, 3), np.uint8))
+    if not outline.any():
+        return 0.0
+    g = np.sqrt(np.maximum(costs - EPSILON, 0) / EDGE_WEIGHT)
+    edge = float(np.mean(g[outline > 0] / (1.0 + g[outline > 0])))
+    m = mask.astype(np.uint8)
+    width = max(3, int(RING * np.sqrt(np.count_nonzero(m))))
+    ring = (cv2.dilate(m, np.ones((2 * width + 1, 2 * width + 1), np.uint8)) > 0) & (m == 0)
+    if not ring.any():
+        return 0.0
+    lab = cv2.cvtColor(image, cv2.COLOR_RGB2LAB) // 32
+    bins = lab[..., 0].astype(np.int32) * 64 + lab[..., 1] * 8 + lab[..., 2]
+    inside = np.bincount(bins[m > 0], minlength=512) / np.count_nonzero(m)
+    around = np.bincount(bins[ring], minlength=512) / np.count_nonzero(ring)
+    return edge * 0.5 * float(np.abs(inside - around).sum())
+
+
+def _box_fit(mask: np.ndarray, box: np.ndarray) -> float:
+    """IoU of `mask`'s bounding box with `box` (XYXY, the mask's pixels): 0 for an empty mask."""
+    ys, xs = np.nonzero(mask)
+    if len(xs) == 0:
+        return 0.0
+    ix = max(0.0, min(box[2], xs.max() + 1) - max(box[0], xs.min()))
+    iy = max(0.0, min(box[3], ys.max() + 1) - max(box[1], ys.min()))
+    union = (box[2] - box[0]) * (box[3] - box[1]) + (xs.max() + 1 - xs.min()) * (
+        ys.max() + 1 - ys.min()
+    )
+    return float(ix * iy / max(1e-9, union - ix * iy))
 
 
 @dataclass(frozen=True)
 class ClassicFeatures:
-    """ClassicEngine's embedding features: the working image (HxWx3 uint8, long side <= 1024)
-    and the edge-cost map at the processing size (float64)."""
+    """ClassicEngine's embedding features: the working image (HxWx3 uint8, long side <= 1024),
+    the edge-cost map at the processing size (float64) and a token naming this encoding (for
+    MaskMemory)."""
 
     working: np.ndarray
     costs: np.ndarray
+    token: int = 0
 
 
 def edge_costs(image: np.ndarray, epsilon: float, edge_weight: float) -> np.ndarray:

@@ -3,6 +3,8 @@ geometry as SAM, sensible masks."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -183,3 +185,102 @@ def test_feeding_the_logits_back_keeps_the_outline():
     logits = _signed_distance_logits(truth, embedding)
     back = _logits_to_size(logits, embedding, truth.shape) > 0
     assert _iou(back, truth) > 0.99
+
+
+def _first_then(engine, embedding, first_points, first_labels, points, labels):
+    """Decode a first prompt, keep its best candidate, then decode `points` with its logits."""
+    first = engine.decode(
+        embedding, Prompts(np.array(first_points, np.float32), np.array(first_labels))
+    )
+    best = first.best_index()
+    second = engine.decode(
+        embedding,
+        Prompts(
+            np.array(points, np.float32),
+            np.array(labels),
+            mask_input=first.low_res_logits[best][None].copy(),
+            multimask=False,
+        ),
+    )
+    return first.mask(best), first.low_res_logits[best], second.mask(0)
+
+
+def test_logits_of_this_engine_bring_back_its_exact_mask():
+    """The 256x256 logits alone cannot hold a full-size outline; the engine remembers the mask
+    behind each logits it gave, so refining with an already-right click changes no pixel."""
+    from annotator.engines.classic import _logits_to_size
+
+    image, region, (x, y) = _flat_scene()
+    engine = ClassicEngine()
+    embedding = engine.encode(image)
+    kept, logits, again = _first_then(engine, embedding, [[x, y]], [1], [[x, y]], [1])
+    through_logits = _logits_to_size(logits[None], embedding, kept.shape) > 0
+    assert (through_logits != kept).any()  # the logits round trip is lossy on this mask ...
+    assert np.array_equal(again, kept)  # ... the engine's answer is not
+    # Logits it never gave (another engine's, a file's) still work, through the signed distance.
+    other = ClassicEngine()
+    foreign = other.decode(
+        other.encode(image),
+        Prompts(np.array([[x, y]], np.float32), np.array([1]), mask_input=logits[None].copy()),
+    ).mask(0)
+    assert np.array_equal(foreign, through_logits | _dot(kept.shape, x, y))
+
+
+def _dot(shape, x, y):
+    dot = np.zeros(shape, bool)
+    dot[y, x] = True
+    return dot
+
+
+def test_a_correction_click_leaves_the_mask_away_from_it_pixel_for_pixel():
+    image, region, (x, y) = _flat_scene()
+    engine = ClassicEngine()
+    embedding = engine.encode(image)
+    kept, _, mask = _first_then(engine, embedding, [[x, y]], [1], [[x, y], [440, 240]], [1, 0])
+    assert not mask[240, 440] and mask[y, x]
+    rows, cols = np.ogrid[:480, :640]
+    far = (rows - 240) ** 2 + (cols - 440) ** 2 > 150**2
+    assert np.array_equal(mask[far], kept[far])
+
+
+def test_a_box_around_the_astronauts_helmet_gives_the_helmet():
+    """The issue's case, on the bundled photo: GrabCut alone kept only the helmet's white
+    highlights (its black visor matches the black table outside the box); the engine keeps the
+    answer that fills the box, whatever OpenCV's random state."""
+    import cv2
+    from PIL import Image
+
+    import resources
+
+    path = Path(resources.__file__).parent / "samples" / "astronaut.png"
+    image = np.asarray(Image.open(path).convert("RGB"))
+    box = np.array([272, 340, 500, 512], np.float32)  # around the helmet, bottom right
+    engine = ClassicEngine()
+    embedding = engine.encode(image)
+    for seed in range(3):
+        cv2.setRNGSeed(seed)
+        mask = engine.decode(embedding, Prompts(box=box, multimask=False)).mask(0)
+        assert mask[400:460, 340:440].mean() > 0.95  # the visor
+        assert mask[340:512, 272:500].mean() > 0.6  # the helmet fills most of its box
+        assert not mask[:330].any() and not mask[:, :262].any()  # nothing far outside it
+
+
+def test_mask_quality_prefers_the_object_to_a_patch_or_a_leak():
+    import cv2
+
+    from annotator.engines.classic import mask_quality
+
+    image, truth, (cx, cy, r) = _scene(600, 800)
+    embedding = ClassicEngine().encode(image)
+    features = embedding.features
+    working = features.working
+    patch = np.zeros(truth.shape, np.uint8)
+    cv2.circle(patch, (cx, cy), r // 2, 1, -1)
+    leak = truth.copy()
+    leak[cy - 40 : cy + 40, cx : cx + 2 * r] = True
+    score = {
+        name: mask_quality(working, features.costs, m)
+        for name, m in (("object", truth), ("patch", patch > 0), ("leak", leak))
+    }
+    assert score["object"] > score["patch"] and score["object"] > score["leak"]
+    assert mask_quality(working, features.costs, np.zeros(truth.shape, bool)) == 0.0
