@@ -304,8 +304,9 @@ class ClassicEngine:
       (how strong the image's edges are along its outline, times how different its colours are
       from a ring around it) and the best come first;
     - first prompt with a box: GrabCut from the box as a rectangle, and with an ellipse at the
-      box's centre held as object (a quarter and near half of the box): the answer whose own
-      bounding box best matches the drawn box wins (a box is drawn tight around its object);
+      box's centre held as object (a quarter and near half of the box): the answer that fits the
+      box best wins (`_box_fit`: its bounding box matches the drawn box, which is drawn tight
+      around its object, and it fills the box rather than scattering fragments across it);
     - later prompts (mask_input): the mask those logits came from, exactly (`MaskMemory`; or the
       mask the logits describe when they are not this engine's), and each click it gets wrong (a
       positive one outside it, a negative one inside) relabels the pixels near it: geodesically
@@ -448,8 +449,8 @@ class ClassicEngine:
 
     def _box_start(self, embedding: Embedding, prompts: Prompts) -> np.ndarray:
         """The answer to a box (and its clicks, if any): GrabCut from the rectangle, and with an
-        ellipse of BOX_CORES of the box at its centre held as object; the one whose bounding box
-        best matches the drawn box. HxW bool at the working size."""
+        ellipse of BOX_CORES of the box at its centre held as object; the one that fits the box
+        best (`_box_fit`). HxW bool at the working size."""
         import cv2
 
         working = embedding.features.working
@@ -671,7 +672,10 @@ def mask_quality(image: np.ndarray, costs: np.ndarray, mask: np.ndarray) -> floa
 
 
 def _box_fit(mask: np.ndarray, box: np.ndarray) -> float:
-    """IoU of `mask`'s bounding box with `box` (XYXY, the mask's pixels): 0 for an empty mask."""
+    """How well `mask` answers the box `box` (XYXY, the mask's pixels), in [0, 1]: the IoU of its
+    bounding box with the box times the square root of the fraction of the box it covers (the
+    white highlights of a black helmet span its box as well as the helmet does, but cover little
+    of it). 0 for an empty mask."""
     ys, xs = np.nonzero(mask)
     if len(xs) == 0:
         return 0.0
@@ -680,7 +684,13 @@ def _box_fit(mask: np.ndarray, box: np.ndarray) -> float:
     union = (box[2] - box[0]) * (box[3] - box[1]) + (xs.max() + 1 - xs.min()) * (
         ys.max() + 1 - ys.min()
     )
-    return float(ix * iy / max(1e-9, union - ix * iy))
+    x0, y0, x1, y1 = (int(v) for v in np.rint(box))
+    cover = (
+        float(mask[max(y0, 0) : max(y1, 0), max(x0, 0) : max(x1, 0)].mean())
+        if x1 > x0 and y1 > y0
+        else 0.0
+    )
+    return float(ix * iy / max(1e-9, union - ix * iy)) * float(np.sqrt(cover))
 
 
 @dataclass(frozen=True)

@@ -254,15 +254,16 @@ def test_a_box_around_the_astronauts_helmet_gives_the_helmet():
 
     path = Path(resources.__file__).parent / "samples" / "astronaut.png"
     image = np.asarray(Image.open(path).convert("RGB"))
-    box = np.array([272, 340, 500, 512], np.float32)  # around the helmet, bottom right
     engine = ClassicEngine()
     embedding = engine.encode(image)
-    for seed in range(3):
-        cv2.setRNGSeed(seed)
-        mask = engine.decode(embedding, Prompts(box=box, multimask=False)).mask(0)
-        assert mask[400:460, 340:440].mean() > 0.95  # the visor
-        assert mask[340:512, 272:500].mean() > 0.6  # the helmet fills most of its box
-        assert not mask[:330].any() and not mask[:, :262].any()  # nothing far outside it
+    for bottom in (510, 512):  # around the helmet, bottom right (510: as drawn in the window)
+        box = np.array([272, 340, 500, bottom], np.float32)
+        for seed in range(4):
+            cv2.setRNGSeed(seed)
+            mask = engine.decode(embedding, Prompts(box=box, multimask=False)).mask(0)
+            assert mask[400:460, 340:440].mean() > 0.95  # the visor
+            assert mask[340:bottom, 272:500].mean() > 0.4  # the helmet, not its highlights
+            assert not mask[:330].any() and not mask[:, :262].any()  # nothing far outside
 
 
 def test_mask_quality_prefers_the_object_to_a_patch_or_a_leak():
