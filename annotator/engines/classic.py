@@ -32,6 +32,7 @@ its holes filled (0.7). GrabCut has no quality estimate: the scores only order t
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import numpy as np
@@ -339,7 +340,10 @@ class ClassicEngine:
         scale = min(1.0, PROC_SIDE / max(work_h, work_w))
         proc_size = (max(1, round(work_w * scale)), max(1, round(work_h * scale)))
         proc = cv2.resize(working, proc_size, interpolation=cv2.INTER_AREA)
-        features = ClassicFeatures(working, edge_costs(proc, EPSILON, EDGE_WEIGHT), next(_TOKENS))
+        costs = edge_costs(proc, EPSILON, EDGE_WEIGHT)
+        features = ClassicFeatures(
+            working, costs, next(_TOKENS), _edge_strength(costs), _colour_bins(working)
+        )
         return Embedding(
             original_size=base.original_size,
             input_size=base.input_size,
@@ -371,7 +375,8 @@ class ClassicEngine:
                 _fill_holes(best).astype(bool),
             ]
             candidates += extra[: 3 - len(candidates)]
-            scores += [s * 0.9 for s in CANDIDATE_SCORES[1 : 1 + len(extra)]]
+            # below every real candidate: they are the best one, trimmed or filled
+            scores += [scores[-1] * 0.9**k for k in range(1, len(extra) + 1)]
         count = 3 if prompts.multimask else 1
         candidates, scores = candidates[:count], scores[:count]
         height, width = embedding.original_size
@@ -398,7 +403,7 @@ class ClassicEngine:
             if not any(np.array_equal(answer, u) for u in unique):
                 unique.append(answer)
         features = embedding.features
-        quality = [mask_quality(features.working, features.costs, a) for a in unique]
+        quality = [mask_quality(features, a) for a in unique]
         order = np.argsort(-np.asarray(quality), kind="stable")
         return [unique[i] for i in order], [float(quality[i]) for i in order]
 
@@ -640,35 +645,47 @@ class MaskMemory:
         return np.unpackbits(bits, count=shape[0] * shape[1]).reshape(shape).astype(bool)
 
 
-_TOKENS = __import__("itertools").count(1)  # one per encoded image: MaskMemory's keys
+_TOKENS = itertools.count(1)  # one per encoded image: MaskMemory's keys
 
 
-def mask_quality(image: np.ndarray, costs: np.ndarray, mask: np.ndarray) -> float:
-    """How much `mask` (HxW bool at the image's size) looks like an object, in [0, 1): the mean
-    edge strength along its outline (g from the edge-cost map, at its size, over 1 + g) times the
-    total-variation distance between the colours inside it and in a ring around it (CIELAB, 8
-    levels per channel). 0 for an empty or full mask. Used only to order candidates."""
+def mask_quality(features: ClassicFeatures, mask: np.ndarray) -> float:
+    """How much `mask` (HxW bool at the working size) looks like an object, in [0, 1): the mean
+    edge strength along its outline (`features.edges`, at the processing size) times the
+    total-variation distance between the colours inside it and in a ring around it
+    (`features.colours`). 0 for an empty or full mask. Used only to order candidates."""
     import cv2
 
     if not mask.any() or mask.all():
         return 0.0
-    proc_h, proc_w = costs.shape
+    proc_h, proc_w = features.edges.shape
     small = cv2.resize(mask.astype(np.uint8), (proc_w, proc_h), interpolation=cv2.INTER_NEAREST)
     outline = small - cv2.erode(small, np.ones((3, 3), np.uint8))
     if not outline.any():
         return 0.0
-    g = np.sqrt(np.maximum(costs - EPSILON, 0) / EDGE_WEIGHT)
-    edge = float(np.mean(g[outline > 0] / (1.0 + g[outline > 0])))
+    edge = float(np.mean(features.edges[outline > 0]))
     m = mask.astype(np.uint8)
     width = max(3, int(RING * np.sqrt(np.count_nonzero(m))))
     ring = (cv2.dilate(m, np.ones((2 * width + 1, 2 * width + 1), np.uint8)) > 0) & (m == 0)
     if not ring.any():
         return 0.0
-    lab = cv2.cvtColor(image, cv2.COLOR_RGB2LAB) // 32
-    bins = lab[..., 0].astype(np.int32) * 64 + lab[..., 1] * 8 + lab[..., 2]
+    bins = features.colours
     inside = np.bincount(bins[m > 0], minlength=512) / np.count_nonzero(m)
     around = np.bincount(bins[ring], minlength=512) / np.count_nonzero(ring)
     return edge * 0.5 * float(np.abs(inside - around).sum())
+
+
+def _edge_strength(costs: np.ndarray) -> np.ndarray:
+    """g / (1 + g) in [0, 1) per pixel of an edge-cost map (g its normalised gradient)."""
+    g = np.sqrt(np.maximum(costs - EPSILON, 0) / EDGE_WEIGHT)
+    return (g / (1.0 + g)).astype(np.float32)
+
+
+def _colour_bins(image: np.ndarray) -> np.ndarray:
+    """HxW int32 colour bin of an HxWx3 uint8 RGB image: CIELAB at 8 levels per channel."""
+    import cv2
+
+    lab = cv2.cvtColor(image, cv2.COLOR_RGB2LAB) // 32
+    return lab[..., 0].astype(np.int32) * 64 + lab[..., 1] * 8 + lab[..., 2]
 
 
 def _box_fit(mask: np.ndarray, box: np.ndarray) -> float:
@@ -696,12 +713,15 @@ def _box_fit(mask: np.ndarray, box: np.ndarray) -> float:
 @dataclass(frozen=True)
 class ClassicFeatures:
     """ClassicEngine's embedding features: the working image (HxWx3 uint8, long side <= 1024),
-    the edge-cost map at the processing size (float64) and a token naming this encoding (for
-    MaskMemory)."""
+    the edge-cost map at the processing size (float64), a token naming this encoding (for
+    MaskMemory), and what `mask_quality` reads: edge strength at the processing size (float32)
+    and colour bins at the working size (int32)."""
 
     working: np.ndarray
     costs: np.ndarray
-    token: int = 0
+    token: int
+    edges: np.ndarray
+    colours: np.ndarray
 
 
 def edge_costs(image: np.ndarray, epsilon: float, edge_weight: float) -> np.ndarray:

@@ -274,14 +274,28 @@ def test_mask_quality_prefers_the_object_to_a_patch_or_a_leak():
     image, truth, (cx, cy, r) = _scene(600, 800)
     embedding = ClassicEngine().encode(image)
     features = embedding.features
-    working = features.working
     patch = np.zeros(truth.shape, np.uint8)
     cv2.circle(patch, (cx, cy), r // 2, 1, -1)
     leak = truth.copy()
     leak[cy - 40 : cy + 40, cx : cx + 2 * r] = True
     score = {
-        name: mask_quality(working, features.costs, m)
+        name: mask_quality(features, m)
         for name, m in (("object", truth), ("patch", patch > 0), ("leak", leak))
     }
     assert score["object"] > score["patch"] and score["object"] > score["leak"]
-    assert mask_quality(working, features.costs, np.zeros(truth.shape, bool)) == 0.0
+    assert mask_quality(features, np.zeros(truth.shape, bool)) == 0.0
+
+
+def test_a_first_clicks_candidates_come_best_first():
+    """The window shows candidate 1 first and eval keeps the best score: the trimmed and filled
+    copies that pad the list to three must not outscore the answers they were made from."""
+    rng = np.random.default_rng(0)
+    noise = rng.integers(0, 255, (120, 160, 3)).astype(np.uint8)
+    flat, _, (x, y) = _flat_scene()
+    image, _, (cx, cy, _) = _scene(600, 800)
+    for picture, point in ((noise, (60, 50)), (flat, (x, y)), (image, (cx, cy))):
+        engine = ClassicEngine()
+        prompts = Prompts(np.array([point], np.float32), np.array([1]))
+        prediction = engine.decode(engine.encode(picture), prompts)
+        assert len(prediction.scores) == 3
+        assert list(prediction.scores) == sorted(prediction.scores, reverse=True)

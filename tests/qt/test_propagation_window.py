@@ -5,6 +5,7 @@ clicks, the video predictor built from the same weights for propagation)."""
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import threading
 
@@ -114,17 +115,14 @@ def _track_command(project, annotation_id, track):
     return ReplaceAnnotation(replace(project.annotation(annotation_id), track=track))
 
 
-def test_cancel_keeps_the_frames_that_landed_as_one_step(
-    qtbot, make_window, sam2_engine, frames_project
-):
-    window = make_window(sam2_engine, frames_project)
-    wait_ready(qtbot, window, timeout=60000)
-    _seed(window)
-    worker = window.controller.worker
+@contextlib.contextmanager
+def _held_at_third_frame(worker):
+    """Hold the worker's propagation at its third frame until the block ends; yields the event
+    set when it got there."""
     gate, reading_third = threading.Event(), threading.Event()
     load = worker._load_image
 
-    def held_load(path):  # hold the propagation at its third frame until the test says
+    def held_load(path):
         if path.endswith("00002.jpg") and not gate.is_set():
             reading_third.set()
             gate.wait(timeout=120)
@@ -132,13 +130,23 @@ def test_cancel_keeps_the_frames_that_landed_as_one_step(
 
     worker._load_image = held_load
     try:
+        yield reading_third
+    finally:
+        gate.set()
+
+
+def test_cancel_keeps_the_frames_that_landed_as_one_step(
+    qtbot, make_window, sam2_engine, frames_project
+):
+    window = make_window(sam2_engine, frames_project)
+    wait_ready(qtbot, window, timeout=60000)
+    _seed(window)
+    with _held_at_third_frame(window.controller.worker) as reading_third:
         assert window.propagation.start()
         qtbot.waitUntil(reading_third.is_set, timeout=300000)
         qtbot.waitUntil(lambda: len(window.propagation.results) == 2, timeout=60000)
         depth = window.stack.index()
         window.propagation.cancel_button.click()
-    finally:
-        gate.set()
     assert not window.propagation.running
     assert window.stack.index() == depth + 1
     tracked = _track_frames(window.project)
@@ -183,21 +191,11 @@ def test_each_frame_is_drawn_as_it_lands(qtbot, make_window, sam2_engine, frames
     window = make_window(sam2_engine, frames_project)
     wait_ready(qtbot, window, timeout=60000)
     _seed(window)
-    worker = window.controller.worker
-    gate, reading_third = threading.Event(), threading.Event()
-    load = worker._load_image
-
-    def held_load(path):  # hold the propagation at its third frame
-        if path.endswith("00002.jpg") and not gate.is_set():
-            reading_third.set()
-            gate.wait(timeout=120)
-        return load(path)
 
     def previews():
         return [item for item in window.canvas._items if item.key < 0]
 
-    worker._load_image = held_load
-    try:
+    with _held_at_third_frame(window.controller.worker):
         assert window.propagation.start()
         qtbot.waitUntil(lambda: len(window.propagation.results) == 2, timeout=300000)
         landed = window.propagation.results[1]
@@ -216,7 +214,5 @@ def test_each_frame_is_drawn_as_it_lands(qtbot, make_window, sam2_engine, frames
         window.go_to(3)  # not reached yet: nothing to draw
         qtbot.waitUntil(lambda: window.display is not None, timeout=60000)
         assert previews() == []
-    finally:
-        gate.set()
     qtbot.waitUntil(lambda: not window.propagation.running, timeout=300000)
     assert previews() == []  # landed as annotations: drawn as the project's own
